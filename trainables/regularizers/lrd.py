@@ -1,0 +1,88 @@
+"""Learning Rate Dropout (Lin et al.; papers.md, LRD Algorithm 1) and dropout on the gradient.
+
+LRD lets the wrapped optimizer take its step as usual, so momentum and
+adaptive moments accumulate the full gradient, then keeps each parameter
+element's move with probability p and undoes it otherwise:
+
+    W_t = W_{t-1} + D_t ∘ (W_base - W_{t-1}),   D_t ~ Bernoulli(p) per element   (Alg. 1, l. 9–12)
+
+Kept elements take exactly the base optimizer's value and dropped ones keep
+exactly their previous value, so ``p = 1`` is the base optimizer bit for bit.
+Only the outgoing step is masked, never the optimizer's state. Anything the
+base step does to a weight (coupled or decoupled weight decay included) moves
+with the mask. The cost is one copy of the parameters during the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ._wrapper import OptimizerWrapper, check_keep_probability
+
+
+def _bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    return torch.rand(like.shape, device=like.device, generator=generator) < p
+
+
+class LearningRateDropout(OptimizerWrapper):
+    """Wrap ``optimizer`` so each parameter element's update is kept with probability ``p``."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        p: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.p = check_keep_probability(p, "LearningRateDropout")
+        super().__init__(optimizer, generator)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        if self.p == 1.0:
+            return self.optimizer.step(closure)
+        params = list(self.trainable_params())
+        previous = [p.detach().clone() for p in params]
+        loss = self.optimizer.step(closure)
+        for param, before in zip(params, previous):
+            mask = _bernoulli_mask(param, self.p, self.generators.for_device(param.device))
+            torch.where(mask, param, before, out=param)
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class GradientDropout(OptimizerWrapper):
+    """Dropout on the gradient G ("DG" in the LRD paper): mask each gradient element, then step.
+
+    Unlike LRD, the mask reaches the optimizer's state: momentum and moments see
+    the masked gradient.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        p: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.p = check_keep_probability(p, "GradientDropout")
+        super().__init__(optimizer, generator)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        loss = self._closure_loss(closure)
+        if self.p < 1.0:
+            for param in self.trainable_params():
+                if param.grad is not None:
+                    gen = self.generators.for_device(param.device)
+                    param.grad.mul_(_bernoulli_mask(param.grad, self.p, gen))
+        self.optimizer.step()
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

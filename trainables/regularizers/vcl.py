@@ -1,0 +1,167 @@
+"""The Variance Constancy Loss (Littwin & Wolf; papers.md, VCL eq. 17 and section 2.4).
+
+:class:`VarianceConstancy` sits where batchnorm would, before the activation,
+and returns its input unchanged. In training it records, per neuron,
+
+    L = (1 - var(s1) / (var(s2) + beta))**2                              (eq. 17)
+
+with s1, s2 the first two consecutive subsets of n examples of the minibatch,
+unbiased sample variances and a learnable beta per neuron, averaged over the
+layer's neurons. :func:`vcl_penalty` sums the layers' losses; the trainer adds
+``gamma * vcl_penalty(model)`` to the task loss and clips each layer's gradient
+with :func:`clip_grad_norm_per_layer_` (section 2.4).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+Per = Literal["channel", "neuron"]
+_PER_VALUES = ("channel", "neuron")
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + torch.log(-torch.expm1(torch.tensor(-value, dtype=torch.float64))).item()
+
+
+class VarianceConstancy(LazyModuleMixin, nn.Module):
+    """Identity layer that records the variance constancy loss of its input (eq. 17).
+
+    What a neuron is, for a conv input of shape (N, C, *spatial):
+
+    - ``per="channel"`` (default): a channel is one neuron. Its sample from a
+      subset of n examples is all n x H x W activations of that channel, since a
+      convolution applies the same filter at every position, which makes a
+      channel's positions draws from one distribution (batchnorm's reasoning).
+      beta has shape (C,).
+    - ``per="neuron"``: every (channel, position) is a neuron with its sample the
+      n values across the subset and its own beta, as in the reference code
+      (avirambh/vcl_pytorch). beta has shape (C, *spatial), materialised from the
+      first input like any lazy module: run one forward before building the
+      optimizer (``trainables.models.build_model`` does).
+
+    For a (N, features) input both conventions coincide: beta has shape (features,).
+
+    beta is kept strictly positive, as eq. 17 requires, by storing
+    ``raw_beta`` and using ``beta = softplus(raw_beta)``: the denominator is then
+    at least beta > 0 whatever the optimizer does, and unlike a clamp the
+    parametrisation never zeroes beta's gradient.
+    """
+
+    cls_to_become = None
+
+    def __init__(
+        self,
+        num_features: int,
+        n: int = 2,
+        beta_init: float = 1.0,
+        per: Per = "channel",
+    ) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Lazy modules are a new feature")
+            super().__init__()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"VCL subset size n must be an integer >= 2, got n={n!r}")
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        if not beta_init > 0:
+            raise ValueError(f"VCL beta_init must be > 0, got beta_init={beta_init!r}")
+        if per not in _PER_VALUES:
+            raise ValueError(f"VCL per must be one of {_PER_VALUES}, got per={per!r}")
+        self.num_features = num_features
+        self.n = n
+        self.beta_init = float(beta_init)
+        self.per = per
+        self.raw_beta: nn.Parameter = (
+            UninitializedParameter() if per == "neuron" else nn.Parameter(torch.empty(num_features))
+        )
+        self.last_loss: Tensor | None = None
+        if per == "channel":
+            self.reset_parameters()
+
+    @property
+    def beta(self) -> Tensor:
+        return F.softplus(self.raw_beta)
+
+    def reset_parameters(self) -> None:
+        if not self.has_uninitialized_params():
+            nn.init.constant_(self.raw_beta, _inverse_softplus(self.beta_init))
+
+    def initialize_parameters(self, x: Tensor) -> None:
+        if self.has_uninitialized_params():
+            self._check_channels(x)
+            with torch.no_grad():
+                self.raw_beta.materialize(tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
+                self.reset_parameters()
+
+    def _check_channels(self, x: Tensor) -> None:
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"VarianceConstancy(num_features={self.num_features}) got an input of shape "
+                f"{tuple(x.shape)}; expected (N, {self.num_features}, ...)"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self._check_channels(x)
+            self.last_loss = self.layer_loss(x)
+        return x
+
+    def layer_loss(self, x: Tensor) -> Tensor:
+        """Eq. 17 averaged over this layer's neurons, on the first 2n examples of ``x``."""
+        n = self.n
+        if x.shape[0] < 2 * n:
+            raise ValueError(
+                f"VCL needs a batch of at least 2n = {2 * n} examples for n={n}, "
+                f"got batch size {x.shape[0]}"
+            )
+        var1, var2 = (self._sample_variance(s) for s in (x[:n], x[n : 2 * n]))
+        ratio = var1 / (var2 + self.beta)
+        return (1.0 - ratio).square().mean()
+
+    def _sample_variance(self, subset: Tensor) -> Tensor:
+        if self.per == "channel" and subset.dim() > 2:
+            per_channel = subset.transpose(0, 1).reshape(subset.shape[1], -1)
+            return per_channel.var(dim=1, unbiased=True)
+        return subset.var(dim=0, unbiased=True)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, n={self.n}, beta_init={self.beta_init}, per={self.per!r}"
+
+
+def vcl_penalty(model: nn.Module) -> Tensor:
+    """Sum of the layer losses recorded by ``model``'s VCL layers in their last training forward."""
+    losses = [
+        m.last_loss
+        for m in model.modules()
+        if isinstance(m, VarianceConstancy) and m.last_loss is not None
+    ]
+    if not losses:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return torch.zeros((), device=device)
+    return torch.stack(losses).sum()
+
+
+def clip_grad_norm_per_layer_(model: nn.Module, max_norm: float = 1.0) -> Tensor:
+    """Clip the L2 norm of each layer's gradient to ``max_norm`` separately (VCL section 2.4).
+
+    A layer is a module that owns parameters directly (a conv's weight and bias
+    together). Returns the layers' gradient norms before clipping.
+    """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got max_norm={max_norm!r}")
+    norms = []
+    for module in model.modules():
+        grads = [p for p in module.parameters(recurse=False) if p.grad is not None]
+        if grads:
+            norms.append(torch.nn.utils.clip_grad_norm_(grads, max_norm))
+    if not norms:
+        return torch.zeros(0)
+    return torch.stack(norms)

@@ -67,7 +67,10 @@ def norm_kwargs(name: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class NormFactory:
-    """Builds one kind of normalization layer; ``conv_bias`` says whether the preceding layer needs a bias."""
+    """Builds one kind of normalization layer.
+
+    ``conv_bias``: whether the conv or linear layer before it needs its own bias.
+    """
 
     name: str
     options: dict = field(default_factory=dict)
@@ -88,7 +91,8 @@ def norm_factory(name: str, **kwargs: object) -> NormFactory:
     unknown = set(kwargs) - norm_kwargs(name)
     if unknown:
         raise ValueError(
-            f"norm {name!r} takes {sorted(norm_kwargs(name)) or 'no options'}, got {sorted(unknown)}"
+            f"norm {name!r} takes {sorted(norm_kwargs(name)) or 'no options'}, "
+            f"got {sorted(unknown)}"
         )
     factory = NormFactory(name, dict(kwargs))
     factory.make(8, 2)

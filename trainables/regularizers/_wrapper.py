@@ -23,7 +23,7 @@ def check_keep_probability(p: float, owner: str) -> float:
 
 
 class DeviceGenerators:
-    """One ``torch.Generator`` per device, all derived from one seed, with a checkpointable state."""
+    """One ``torch.Generator`` per device, derived from one seed; its state is checkpointable."""
 
     def __init__(self, generator: torch.Generator | None = None) -> None:
         self._given = generator

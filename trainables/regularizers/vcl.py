@@ -49,10 +49,11 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
 
     For a (N, features) input both conventions coincide: beta has shape (features,).
 
-    beta is kept strictly positive, as eq. 17 requires, by storing
-    ``raw_beta`` and using ``beta = softplus(raw_beta)``: the denominator is then
-    at least beta > 0 whatever the optimizer does, and unlike a clamp the
-    parametrisation never zeroes beta's gradient.
+    beta is kept from making the denominator vanish by storing ``raw_beta`` and
+    using ``beta = min_beta + softplus(raw_beta)``: whatever the optimizer does,
+    ``var(s2) + beta >= min_beta > 0`` (eq. 17 asks beta > 0; the floor also
+    bounds the loss), and unlike a clamp the parametrisation never zeroes
+    beta's gradient.
     """
 
     cls_to_become = None
@@ -63,6 +64,7 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
         n: int = 2,
         beta_init: float = 1.0,
         per: Per = "channel",
+        min_beta: float = 1e-3,
     ) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Lazy modules are a new feature")
@@ -71,13 +73,18 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
             raise ValueError(f"VCL subset size n must be an integer >= 2, got n={n!r}")
         if not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if not beta_init > 0:
-            raise ValueError(f"VCL beta_init must be > 0, got beta_init={beta_init!r}")
+        if not min_beta > 0:
+            raise ValueError(f"VCL min_beta must be > 0, got min_beta={min_beta!r}")
+        if not beta_init > min_beta:
+            raise ValueError(
+                f"VCL beta_init must be > min_beta={min_beta}, got beta_init={beta_init!r}"
+            )
         if per not in _PER_VALUES:
             raise ValueError(f"VCL per must be one of {_PER_VALUES}, got per={per!r}")
         self.num_features = num_features
         self.n = n
         self.beta_init = float(beta_init)
+        self.min_beta = float(min_beta)
         self.per = per
         self.raw_beta: nn.Parameter = (
             UninitializedParameter() if per == "neuron" else nn.Parameter(torch.empty(num_features))
@@ -88,11 +95,11 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
 
     @property
     def beta(self) -> Tensor:
-        return F.softplus(self.raw_beta)
+        return self.min_beta + F.softplus(self.raw_beta)
 
     def reset_parameters(self) -> None:
         if not self.has_uninitialized_params():
-            nn.init.constant_(self.raw_beta, _inverse_softplus(self.beta_init))
+            nn.init.constant_(self.raw_beta, _inverse_softplus(self.beta_init - self.min_beta))
 
     def initialize_parameters(self, x: Tensor) -> None:
         if self.has_uninitialized_params():

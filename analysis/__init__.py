@@ -1,0 +1,1 @@
+"""Reading results back: MLflow -> Arrow (query), statistics over seeds (aggregate), render."""

@@ -1,0 +1,107 @@
+"""Statistics over seeds: runs grouped by config (without seed), mean ± 95% t-interval.
+
+Works on the table :mod:`analysis.query` returns and knows nothing of MLflow.
+Failed and diverged runs are never dropped silently: every group reports how
+many of its runs finished, failed or were stopped early, and only finished
+runs enter the statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import stats
+
+CONFIDENCE = 0.95
+IGNORED_PARAMS = ("param.seed", "param.data_dir", "param.num_threads", "param.device")
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """n, mean, std (ddof 1), standard error and the two-sided t-interval of one config's values."""
+
+    n: int
+    mean: float
+    std: float
+    sem: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def ci_half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2
+
+
+def seed_stats(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedStats:
+    """Statistics of per-seed values; std and the interval are NaN below two values."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return SeedStats(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if n == 1:
+        return SeedStats(1, mean, math.nan, math.nan, math.nan, math.nan)
+    std = float(x.std(ddof=1))
+    sem = std / math.sqrt(n)
+    if sem == 0:
+        return SeedStats(n, mean, std, sem, mean, mean)
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
+    return SeedStats(n, mean, std, sem, float(low), float(high))
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    """The param columns that vary between configs (what tells configs apart in a table)."""
+    params = [c for c in frame.columns if c.startswith("param.") and c not in IGNORED_PARAMS]
+    return [c for c in params if frame[c].astype(str).nunique(dropna=False) > 1]
+
+
+def summarize(
+    table: pa.Table | pd.DataFrame,
+    metric: str,
+    mode: str = "min",
+    by: Sequence[str] = ("config_id",),
+) -> pd.DataFrame:
+    """One row per config: its varying params, run counts and the seed statistics of ``metric``.
+
+    ``metric`` is a metric name (``val_error``) or a column (``metric.val_error``).
+    Rows are sorted best first by the mean under ``mode``.
+    """
+    frame = table.to_pandas() if isinstance(table, pa.Table) else table.copy()
+    column = metric if metric.startswith(("metric.", "hp.")) else f"metric.{metric}"
+    if frame.empty:
+        return pd.DataFrame()
+    if column not in frame.columns:
+        known = sorted(c.removeprefix("metric.") for c in frame.columns if c.startswith("metric."))
+        raise KeyError(f"no metric {metric!r} in these runs; metrics present: {known}")
+    varying = config_columns(frame)
+    rows = []
+    for key, group in frame.groupby(list(by), dropna=False, sort=False):
+        finished = group[group["status"] == "FINISHED"]
+        summary = seed_stats(finished[column].tolist())
+        first = group.iloc[0]
+        row = {name: value for name, value in zip(by, key if isinstance(key, tuple) else (key,))}
+        row.update({c.removeprefix("param."): first[c] for c in varying})
+        row.update(
+            runs=len(group),
+            finished=len(finished),
+            failed=int((group["status"] == "FAILED").sum()),
+            stopped_early=int(group.get("stopped_early", pd.Series(False)).sum()),
+            seeds=sorted(int(s) for s in group["seed"].dropna()),
+            n=summary.n,
+            mean=summary.mean,
+            std=summary.std,
+            sem=summary.sem,
+            ci_low=summary.ci_low,
+            ci_high=summary.ci_high,
+        )
+        rows.append(row)
+    result = pd.DataFrame(rows)
+    ranked = result.sort_values(
+        ["mean", *by], ascending=[mode == "min", True], na_position="last", kind="mergesort"
+    )
+    return ranked.reset_index(drop=True)

@@ -1,0 +1,114 @@
+"""Every MLflow read: trial runs of a study into one ``pyarrow.Table``.
+
+One row per trial run: identity (run, sweep, config id, seed), status and
+failure reason, every param as ``param.<key>`` (MLflow's strings, as stored),
+numeric hyperparameters as ``hp.<key>`` floats, and every latest metric as
+``metric.<key>``. Filters: the experiment (the study name), one sweep's parent
+run, a recipe tag. ``table.to_pandas()`` for users who want pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from .schema import (
+    CONFIG_TAG,
+    FAILURE_TAG,
+    HPARAM_PREFIX,
+    KIND_TAG,
+    RECIPE_TAG,
+    SEED_TAG,
+    STOPPED_TAG,
+    SWEEP_RUN_TAG,
+)
+
+_PAGE = 1000
+
+
+class ExperimentNotFound(LookupError):
+    """No MLflow experiment by that name at that tracking URI."""
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=_PAGE, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _experiment_id(client: MlflowClient, experiment: str, tracking_uri: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ExperimentNotFound(
+            f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names}"
+        )
+    return found.experiment_id
+
+
+def sweep_runs(tracking_uri: str, experiment: str, recipe: str | None = None) -> list[Run]:
+    """The parent runs of a study's sweeps, newest first."""
+    client = MlflowClient(tracking_uri)
+    filters = [f"tags.`{KIND_TAG}` = 'sweep'"]
+    if recipe:
+        filters.append(f"tags.`{RECIPE_TAG}` = '{recipe}'")
+    runs = list(
+        _search(client, _experiment_id(client, experiment, tracking_uri), " and ".join(filters))
+    )
+    return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def _row(run: Run) -> dict[str, Any]:
+    tags = run.data.tags
+    row: dict[str, Any] = {
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "sweep_run_id": tags.get(SWEEP_RUN_TAG),
+        "config_id": tags.get(CONFIG_TAG),
+        "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None,
+        "failure": tags.get(FAILURE_TAG),
+        "stopped_early": STOPPED_TAG in tags,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+    }
+    row.update({f"param.{k}": v for k, v in run.data.params.items()})
+    for key, value in run.data.metrics.items():
+        hparam = key.startswith(HPARAM_PREFIX)
+        row[key if hparam else f"metric.{key}"] = float(value)
+    return row
+
+
+def trial_runs(
+    tracking_uri: str,
+    experiment: str,
+    sweep_run_id: str | None = None,
+    recipe: str | None = None,
+) -> pa.Table:
+    """All trial runs of ``experiment`` (optionally of one sweep, or of a recipe's sweeps)."""
+    client = MlflowClient(tracking_uri)
+    exp_id = _experiment_id(client, experiment, tracking_uri)
+    filters = [f"tags.`{KIND_TAG}` = 'trial'"]
+    if sweep_run_id:
+        filters.append(f"tags.`{SWEEP_RUN_TAG}` = '{sweep_run_id}'")
+    sweeps = None
+    if recipe:
+        sweeps = {r.info.run_id for r in sweep_runs(tracking_uri, experiment, recipe)}
+    rows = [
+        _row(run)
+        for run in _search(client, exp_id, " and ".join(filters))
+        if sweeps is None or run.data.tags.get(SWEEP_RUN_TAG) in sweeps
+    ]
+    if not rows:
+        return pa.table({"run_id": pa.array([], pa.string())})
+    columns = sorted({key for row in rows for key in row})
+    return pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])

@@ -1,0 +1,28 @@
+"""The MLflow layout written by study.tracking and read by analysis.query: tag and metric names."""
+
+TAG = "regstudy"
+SWEEP_TAG = f"{TAG}.sweep"
+SWEEP_RUN_TAG = f"{TAG}.sweep_run_id"
+TRIAL_TAG = f"{TAG}.trial_id"
+CONFIG_TAG = f"{TAG}.config_id"
+SEED_TAG = f"{TAG}.seed"
+KIND_TAG = f"{TAG}.kind"
+FAILURE_TAG = f"{TAG}.failure"
+STOPPED_TAG = f"{TAG}.stopped_early"
+RECIPE_TAG = f"{TAG}.recipe"
+PARENT_TAG = "mlflow.parentRunId"
+
+EPOCH_METRICS = (
+    "train_loss",
+    "train_error",
+    "val_loss",
+    "val_error",
+    "test_loss",
+    "test_error",
+    "vcl_penalty",
+    "epoch_time",
+    "samples_per_s",
+    "lr",
+)
+SUMMARY_METRICS = ("best_val_error", "best_epoch", "test_error_at_best")
+HPARAM_PREFIX = "hp."

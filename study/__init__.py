@@ -1,0 +1,1 @@
+"""Turning a validated spec into a Ray Tune run tracked in MLflow; the ``study`` CLI."""

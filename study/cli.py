@@ -1,0 +1,201 @@
+"""The ``study`` command: sweep, resume, best, server, data.
+
+Every spec field can be set from the command line: the common ones have
+their own flag, and ``--set section.field=value`` reaches any of them (the
+value is read as YAML: ``--set train.milestones=[100,150]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .spec import SpecError
+
+MAIN_JOB = "main_job.yaml"
+
+# flag -> spec path; each becomes --flag on `study sweep`.
+SPEC_FLAGS: dict[str, tuple[str, type]] = {
+    "name": ("name", str),
+    "space": ("space", str),
+    "epochs": ("budget.epochs", int),
+    "num-samples": ("budget.num_samples", int),
+    "repeats": ("budget.repeats", int),
+    "max-concurrent": ("budget.max_concurrent", int),
+    "cpus-per-trial": ("resources.cpus_per_trial", float),
+    "gpus-per-trial": ("resources.gpus_per_trial", float),
+    "scheduler": ("scheduler.kind", str),
+    "grace-period": ("scheduler.grace_period", int),
+    "metric": ("metric", str),
+    "mode": ("mode", str),
+    "search-seed": ("search_seed", int),
+    "tracking-uri": ("tracking_uri", str),
+    "storage-path": ("storage_path", str),
+    "address": ("address", str),
+    "data-dir": ("train.data_dir", str),
+    "dataset": ("train.dataset", str),
+    "model": ("train.model", str),
+}
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"train.lr=0.1"`` -> ``("train.lr", 0.1)``; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set expects section.field=value, got {text!r}")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for flag, (path, _) in SPEC_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            overrides[path] = value
+    for text in args.set or []:
+        key, value = parse_assignment(text)
+        overrides[key] = value
+    return overrides
+
+
+def load_sweep_spec(args: argparse.Namespace):
+    from .spec import build_spec, load_spec
+
+    overrides = spec_overrides(args)
+    if args.spec is None:
+        text = resources.files("study").joinpath(MAIN_JOB).read_text()
+        return build_spec(yaml.safe_load(text), overrides)
+    return load_spec(args.spec, overrides)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runner import shutdown, sweep
+
+    spec = load_sweep_spec(args)
+    if args.dry_run:
+        print(spec.to_yaml())
+        return 0
+    try:
+        outcome = sweep(spec, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+    finally:
+        shutdown()
+    _print_outcome(outcome)
+    if not args.no_best:
+        _print_best(outcome.tracking_uri, outcome.name, spec.metric, spec.mode, 5, "table")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .runner import resume, shutdown
+
+    try:
+        outcome = resume(args.name, args.storage_path, verbose=0 if args.quiet else 1)
+    finally:
+        shutdown()
+    _print_outcome(outcome)
+    return 0
+
+
+def _print_outcome(outcome) -> None:
+    print(
+        f"\nsweep {outcome.name}: {outcome.trials} trials, {outcome.errored} errored\n"
+        f"  MLflow: {outcome.tracking_uri}  experiment {outcome.name}  "
+        f"parent run {outcome.sweep_run_id}\n"
+        f"  Ray results: {outcome.experiment_dir}\n"
+        f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}   (or `study server`)\n"
+    )
+
+
+def _print_best(uri: str, experiment: str, metric: str, mode: str, top: int, fmt: str) -> None:
+    from .best import best_configs, render
+
+    print(render(best_configs(uri, experiment, metric, mode).head(top), metric, fmt))
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from .spec import resolve_locations
+
+    uri = resolve_locations({"tracking_uri": args.tracking_uri})["tracking_uri"]
+    _print_best(uri, args.experiment, args.metric, args.mode, args.top, args.format)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args.backend_store_uri, args.artifacts_destination, args.host, args.port)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from trainables.data import prepare_datasets
+
+    for path in prepare_datasets(args.names, root=args.data_dir, download=args.download):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="study", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep (local Ray, or a cluster with --address)"
+    )
+    sweep.add_argument("spec", nargs="?", help="YAML spec; default: the embedded main job")
+    for flag, (path, kind) in SPEC_FLAGS.items():
+        sweep.add_argument(f"--{flag}", type=kind, help=f"sets {path}")
+    sweep.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any spec field")
+    sweep.add_argument("--overwrite", action="store_true", help="replace a sweep of the same name")
+    sweep.add_argument("--dry-run", action="store_true", help="validate and print the spec")
+    sweep.add_argument("--quiet", action="store_true", help="no Ray status table")
+    sweep.add_argument("--no-best", action="store_true", help="do not print the best configs")
+    sweep.set_defaults(run=cmd_sweep)
+
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("name")
+    resume.add_argument("--storage-path", default="ray_results")
+    resume.add_argument("--quiet", action="store_true")
+    resume.set_defaults(run=cmd_resume)
+
+    best = commands.add_parser("best", help="the best configs of a study, from MLflow")
+    best.add_argument("--experiment", required=True, help="the study name")
+    best.add_argument("--metric", default="val_error")
+    best.add_argument("--mode", choices=("min", "max"), default="min")
+    best.add_argument("--top", type=int, default=5)
+    best.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    best.add_argument("--tracking-uri", default=None)
+    best.set_defaults(run=cmd_best)
+
+    server = commands.add_parser("server", help="a real `mlflow server` for a team or a cluster")
+    server.add_argument("--backend-store-uri", default="sqlite:///mlruns.db")
+    server.add_argument("--artifacts-destination", default="mlartifacts")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.set_defaults(run=cmd_server)
+
+    data = commands.add_parser("data", help="datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    prepare = data_commands.add_parser("prepare", help="provision datasets into torchvision layout")
+    prepare.add_argument("names", nargs="+")
+    prepare.add_argument("--data-dir", default=None)
+    prepare.add_argument("--download", action="store_true", help="allow torchvision downloads")
+    prepare.set_defaults(run=cmd_data_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, KeyError, LookupError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,242 @@
+"""Turning a validated spec into a Ray Tune run, and resuming one.
+
+``sweep(spec)``: join Ray, open the sweep's MLflow parent run, build the
+Tuner (grid search, or OptunaSearch behind :class:`SeedRepeater`; FIFO or
+ASHA; resources per trial), run it. ``resume(name)``: restore the Tune
+experiment, searcher state included, and finish its unfinished and errored
+trials under the same parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pyarrow.fs
+import ray
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import SearchSpace, get_space
+from trainables.tune import train_trial
+
+from .cluster import connect
+from .progress import ProgressPrinter
+from .searchers import SeedRepeater
+from .spec import Spec, SpecError
+from .tracking import MlflowTrialLogger, experiment_id, start_sweep_run
+
+RECORD_FILE = "regstudy_sweep.json"
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a finished sweep left behind, and where."""
+
+    name: str
+    sweep_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    trials: int
+    errored: int
+    experiment_dir: str
+
+
+def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    return (
+        pyarrow.fs.FileSystem.from_uri(path)
+        if "://" in path
+        else (
+            pyarrow.fs.LocalFileSystem(),
+            path,
+        )
+    )
+
+
+def _write_record(spec: Spec, record: dict[str, Any]) -> None:
+    fs, root = _filesystem(spec.experiment_dir)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/{RECORD_FILE}") as out:
+        out.write(json.dumps(record, indent=2).encode())
+
+
+def read_record(name: str, storage_path: str) -> dict[str, Any]:
+    """The record ``sweep`` left in the experiment dir: spec, parent run, experiment."""
+    from .spec import _absolute
+
+    root = f"{_absolute(storage_path).rstrip('/')}/{name}"
+    fs, path = _filesystem(f"{root}/{RECORD_FILE}")
+    try:
+        with fs.open_input_stream(path) as stream:
+            return json.loads(stream.readall())
+    except (FileNotFoundError, OSError):
+        raise SpecError(
+            f"no sweep named {name!r} under {storage_path} (looked for {root}/{RECORD_FILE})"
+        ) from None
+
+
+def _exists(spec: Spec) -> bool:
+    fs, root = _filesystem(spec.experiment_dir)
+    return fs.get_file_info(root).type != pyarrow.fs.FileType.NotFound
+
+
+def _param_space(spec: Spec, space: SearchSpace) -> dict[str, Any]:
+    config: dict[str, Any] = {**spec.base_config(), "checkpoint_every": spec.checkpoint_every}
+    config.update(space.constants)
+    if space.kind == "grid":
+        for axis, values in {**space.grid, **spec.grid}.items():
+            config[axis] = tune.grid_search(list(values))
+        config["seed"] = tune.grid_search(list(range(spec.budget.repeats)))
+    return config
+
+
+def _search(spec: Spec, space: SearchSpace) -> tuple[SearchAlgorithm | Searcher, int]:
+    budget = spec.budget
+    if space.kind == "grid":
+        generator = BasicVariantGenerator(
+            max_concurrent=budget.max_concurrent, random_state=spec.search_seed
+        )
+        return generator, 1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    inner = OptunaSearch(
+        space=space.define,
+        metric=spec.metric,
+        mode=spec.mode,
+        sampler=optuna.samplers.TPESampler(seed=spec.search_seed),
+    )
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(budget.max_concurrent)
+    repeater = SeedRepeater(inner, budget.repeats, budget.epochs, budget.max_concurrent)
+    return repeater, budget.num_samples * budget.repeats
+
+
+def _scheduler(spec: Spec) -> TrialScheduler:
+    if spec.scheduler.kind == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=spec.budget.epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+def trainable(spec: Spec):
+    """The trial function with the spec's resources attached."""
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    return tune.with_resources(train_trial, resources)
+
+
+def _count_errors(results) -> int:
+    return sum(1 for r in results if r.error is not None)
+
+
+def sweep(spec: Spec, overwrite: bool = False, verbose: int = 1) -> SweepOutcome:
+    """Run ``spec`` to completion and return where its results are."""
+    space = get_space(spec.space)
+    if spec.grid and space.kind != "grid":
+        raise SpecError(
+            f"grid: extra grid axes need a grid space; {spec.space!r} is an Optuna space"
+        )
+    if _exists(spec):
+        if not overwrite:
+            raise SpecError(
+                f"a sweep named {spec.name!r} already exists at {spec.experiment_dir}; "
+                f"continue it with `study resume {spec.name}` or start over with --overwrite"
+            )
+        fs, root = _filesystem(spec.experiment_dir)
+        fs.delete_dir(root)
+    connect(spec)
+    client = MlflowClient(spec.tracking_uri)
+    exp_id = experiment_id(client, spec.name, spec.tracking_uri)
+    sweep_run_id = start_sweep_run(client, spec, space.describe())
+    _write_record(
+        spec,
+        {
+            "spec": spec.model_dump(mode="json"),
+            "sweep_run_id": sweep_run_id,
+            "experiment_id": exp_id,
+        },
+    )
+    search_alg, num_samples = _search(spec, space)
+    callbacks = [
+        MlflowTrialLogger(spec.tracking_uri, exp_id, sweep_run_id, spec.budget.epochs),
+        ProgressPrinter(spec.metric, spec.mode, expected=_expected_trials(spec, space)),
+    ]
+    tuner = tune.Tuner(
+        trainable(spec),
+        param_space=_param_space(spec, space),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=search_alg,
+            scheduler=_scheduler(spec),
+            num_samples=num_samples,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=spec.storage_path,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=verbose,
+        ),
+    )
+    return _finish(spec, client, exp_id, sweep_run_id, tuner.fit())
+
+
+def _expected_trials(spec: Spec, space: SearchSpace) -> int:
+    if space.kind == "grid":
+        points = len(space.grid_points()) or 1
+        for values in spec.grid.values():
+            points *= len(values)
+        return points * spec.budget.repeats
+    return spec.budget.num_samples * spec.budget.repeats
+
+
+def _finish(
+    spec: Spec, client: MlflowClient, exp_id: str, sweep_run_id: str, results
+) -> SweepOutcome:
+    errored = _count_errors(results)
+    status = RunStatus.FAILED if errored == len(results) and errored else RunStatus.FINISHED
+    client.set_terminated(sweep_run_id, status=RunStatus.to_string(status))
+    return SweepOutcome(
+        name=spec.name,
+        sweep_run_id=sweep_run_id,
+        experiment_id=exp_id,
+        tracking_uri=spec.tracking_uri or "",
+        trials=len(results),
+        errored=errored,
+        experiment_dir=spec.experiment_dir,
+    )
+
+
+def resume(name: str, storage_path: str = "ray_results", verbose: int = 1) -> SweepOutcome:
+    """Finish sweep ``name``: unfinished and errored trials continue from their last checkpoint."""
+    record = read_record(name, storage_path)
+    spec = Spec.model_validate(record["spec"])
+    space = get_space(spec.space)
+    connect(spec)
+    if space.kind != "grid":
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(spec.budget.max_concurrent)
+    client = MlflowClient(spec.tracking_uri)
+    client.update_run(record["sweep_run_id"], status="RUNNING")
+    tuner = tune.Tuner.restore(
+        spec.experiment_dir,
+        trainable=trainable(spec),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    return _finish(spec, client, record["experiment_id"], record["sweep_run_id"], tuner.fit())
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()

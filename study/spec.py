@@ -1,0 +1,234 @@
+"""The sweep spec: a YAML file, overridable field by field from the CLI, validated up front.
+
+Validation happens here, once (scikit-learn's habit): a bad spec names the
+field, the value and what is allowed, and no Ray process or MLflow run is
+started. Paths and URIs are made absolute here, because Ray runs trials in
+their own working directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_spaces import check_space, get_space, list_spaces
+from trainables.config import TrainConfig
+
+METRICS = (
+    "val_error",
+    "val_loss",
+    "test_error",
+    "test_loss",
+    "train_error",
+    "train_loss",
+    "best_val_error",
+    "test_error_at_best",
+)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+# Trial-config keys that say where or how a trial runs, not what it is: not part of its identity.
+PLACEMENT_KEYS = ("data_dir", "device", "num_threads", "seed")
+
+
+class SpecError(ValueError):
+    """A spec that fails validation; ``str()`` lists every problem, one per line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Section):
+    epochs: int = Field(10, ge=1)
+    num_samples: int = Field(1, ge=1, description="configs Optuna samples; ignored by grids")
+    repeats: int = Field(1, ge=1, description="seeds 0..repeats-1 per config")
+    max_concurrent: int = Field(2, ge=1)
+
+
+class Resources(_Section):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError("a fraction of a GPU must be below 1; above 1 use whole GPUs")
+        return value
+
+
+class Scheduler(_Section):
+    kind: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Spec(_Section):
+    """A validated sweep: what to train (``train``), what to vary (``space``, ``grid``), and how."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    space: str = "none"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    scheduler: Scheduler = Scheduler()
+    metric: str = "val_error"
+    mode: Literal["min", "max"] = "min"
+    search_seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(1, ge=1)
+    tracking_uri: str | None = None
+    storage_path: str = "ray_results"
+    address: str | None = None
+    recipe: str | None = None
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        if value not in list_spaces():
+            raise ValueError(f"unknown search space {value!r}; choose one of {list_spaces()}")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {list(METRICS)}")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in value.items():
+            if axis == "seed":
+                raise ValueError("seeds are an axis of every sweep: use budget.repeats")
+            if not values:
+                raise ValueError(f"grid axis {axis!r} has no values")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or value.startswith("ray://") or ":" in value:
+            return value
+        raise ValueError(f"address must be 'auto', 'ray://HOST:PORT' or HOST:PORT, got {value!r}")
+
+    @model_validator(mode="after")
+    def _trial_configs_are_legal(self) -> Spec:
+        base = self.base_config()
+        try:
+            TrainConfig.from_dict(base)
+        except ValueError as err:
+            raise ValueError(f"train: {err}") from None
+        for axis, values in self.grid.items():
+            for value in values:
+                try:
+                    TrainConfig.from_dict({**base, axis: value})
+                except ValueError as err:
+                    raise ValueError(f"grid.{axis}: {err}") from None
+        check_space(get_space(self.space), base)
+        if self.metric.startswith("val_") and base.get("val_fraction", 0.1) == 0:
+            raise ValueError(f"metric {self.metric!r} needs a validation split; val_fraction is 0")
+        if self.scheduler.kind == "asha" and self.scheduler.grace_period > self.budget.epochs:
+            raise ValueError(
+                f"scheduler.grace_period={self.scheduler.grace_period} exceeds "
+                f"budget.epochs={self.budget.epochs}"
+            )
+        return self
+
+    def base_config(self) -> dict[str, Any]:
+        """The trial config every trial starts from, before the space and grid vary it."""
+        threads = max(1, int(self.resources.cpus_per_trial))
+        return {"epochs": self.budget.epochs, "num_threads": threads, **self.train}
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def config_id(config: dict[str, Any]) -> str:
+    """A trial config's identity without its seed and placement: equal configs, equal ids."""
+    identity = {k: v for k, v in config.items() if k not in PLACEMENT_KEYS}
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _absolute(path: str) -> str:
+    if "://" in path:
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def _absolute_uri(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def resolve_locations(values: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults that depend on where the command runs, and make paths absolute."""
+    values = dict(values)
+    tracking = values.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    values["tracking_uri"] = _absolute_uri(tracking or DEFAULT_TRACKING_URI)
+    values["storage_path"] = _absolute(values.get("storage_path") or "ray_results")
+    train = dict(values.get("train") or {})
+    data_dir = train.get("data_dir") or os.environ.get("REGSTUDY_DATA_DIR") or "data"
+    train["data_dir"] = _absolute(data_dir)
+    values["train"] = train
+    return values
+
+
+def set_path(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``values['a']['b'] = value`` for ``dotted='a.b'``, creating sections as needed."""
+    *parents, leaf = dotted.split(".")
+    node = values
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{dotted}: {key!r} is not a section")
+    node[leaf] = value
+
+
+def build_spec(values: dict[str, Any], overrides: dict[str, Any] | None = None) -> Spec:
+    """Validate ``values`` with dotted-path ``overrides`` applied; SpecError lists every problem."""
+    values = json.loads(json.dumps(values or {}, default=list))
+    for dotted, value in (overrides or {}).items():
+        set_path(values, dotted, value)
+    try:
+        return Spec.model_validate(resolve_locations(values))
+    except ValidationError as err:
+        raise SpecError(format_errors(err)) from None
+
+
+def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read a YAML spec and validate it with the CLI's overrides applied."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise SpecError(f"cannot read spec {path}: {err.strerror}") from None
+    values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping, got {type(values).__name__}")
+    return build_spec(values, overrides)
+
+
+def format_errors(err: ValidationError) -> str:
+    lines = []
+    for error in err.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "spec"
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or error["type"] == "value_error" else f" (got {got!r})"
+        lines.append(f"{where}: {message}{shown}")
+    return "\n".join(lines)

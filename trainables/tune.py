@@ -1,0 +1,54 @@
+"""The thin Ray Tune adapter: config in, one report per epoch out, checkpoints every k epochs.
+
+Everything about training lives in :mod:`trainables.train`; this function only
+wires Tune's config, reporting and checkpoint storage to it, so the trial
+that Tune restores from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from .config import TrainConfig
+from .train import fit
+
+ADAPTER_KEYS = ("checkpoint_every", "search")
+CHECKPOINT_FILE = "trial.pt"
+
+
+def split_config(config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The training config, and the adapter's own settings, out of a Tune trial config."""
+    settings = {k: config[k] for k in ADAPTER_KEYS if k in config}
+    train_values = {k: v for k, v in config.items() if k not in ADAPTER_KEYS}
+    return TrainConfig.from_dict(train_values), settings
+
+
+def _load(checkpoint: tune.Checkpoint) -> dict[str, Any]:
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """A Tune function trainable running :func:`trainables.train.fit` for one config."""
+    train_config, settings = split_config(config)
+    every = int(settings.get("checkpoint_every", 1))
+    checkpoint = tune.get_checkpoint()
+    resume = _load(checkpoint) if checkpoint else None
+    node_id = ray.get_runtime_context().get_node_id()
+    for report in fit(train_config, resume=resume):
+        metrics = {**report.metrics, "node_id": node_id, "failure": report.failure or ""}
+        last = report.epoch == train_config.epochs or report.failure is not None
+        if report.failure is None and (report.epoch % every == 0 or last):
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save(report.snapshot(), Path(directory) / CHECKPOINT_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(metrics)
+        if report.failure is not None:
+            return

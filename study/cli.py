@@ -8,6 +8,8 @@ value is read as YAML: ``--set train.milestones=[100,150]``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -44,11 +46,15 @@ SPEC_FLAGS: dict[str, tuple[str, type]] = {
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"train.lr=0.1"`` -> ``("train.lr", 0.1)``; the value is parsed as YAML."""
+    """``"train.lr=0.1"`` -> ``("train.lr", 0.1)``; the value is YAML (``1e-3`` is a float too)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise SpecError(f"--set expects section.field=value, got {text!r}")
-    return key.strip(), yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return key.strip(), value
 
 
 def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,6 +140,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from trainables.data import prepare_datasets
 
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("trainables.data.prepare").setLevel(logging.INFO)
     for path in prepare_datasets(args.names, root=args.data_dir, download=args.download):
         print(path)
     return 0

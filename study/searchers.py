@@ -10,13 +10,15 @@ suggests with seeds 0..K-1 and then tells it one outcome per configuration:
   mislead TPE into preferring configs that were never allowed to finish);
 - FAIL when any seed errored or diverged.
 
-It also limits concurrency itself and saves all of its state, so a restored
-sweep neither loses groups nor forgets trials that were in flight.
+It also limits concurrency itself and checkpoints all of its state through
+Tune's wrapper protocol (``get_state``/``set_state``; the inner searcher is
+saved by Tune beside it), so a restored sweep neither loses groups nor
+forgets trials that were in flight.
 """
 
 from __future__ import annotations
 
-import pickle
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,10 +104,10 @@ class SeedRepeater(Searcher):
             mean = sum(values) / len(values)
             self.searcher.on_trial_complete(group.primary, result={self.metric: mean})
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+    def get_state(self) -> dict[str, Any]:
+        """Everything but the inner searcher, which Tune saves and restores on its own."""
+        state = {k: v for k, v in self.__dict__.items() if k != "searcher"}
+        return copy.deepcopy(state)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)

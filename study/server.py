@@ -7,7 +7,7 @@ so workers need no shared filesystem for them.
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -33,11 +33,11 @@ def server_command(backend_store_uri: str, artifacts: str, host: str, port: int)
 
 
 def serve(backend_store_uri: str, artifacts: str, host: str = "127.0.0.1", port: int = 5000) -> int:
-    """Run the server in the foreground until interrupted; returns its exit code."""
+    """Become the MLflow server (``exec``) so signals reach it directly; returns only on failure."""
     command = server_command(backend_store_uri, artifacts, host, port)
     print(f"MLflow server on http://{host}:{port}  (store {command[5]}, artifacts {command[7]})")
-    print(f"log sweeps to it with: study sweep SPEC --tracking-uri http://{host}:{port}")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    print(
+        f"log sweeps to it with: study sweep SPEC --tracking-uri http://{host}:{port}", flush=True
+    )
+    os.execv(command[0], command)
+    return 1

@@ -133,7 +133,12 @@ class Spec(_Section):
                     TrainConfig.from_dict({**base, axis: value})
                 except ValueError as err:
                     raise ValueError(f"grid.{axis}: {err}") from None
-        check_space(get_space(self.space), base)
+        space = get_space(self.space)
+        if self.grid and space.kind != "grid":
+            raise ValueError(
+                f"grid: extra grid axes need a grid space; {self.space!r} is an Optuna space"
+            )
+        check_space(space, base)
         if self.metric.startswith("val_") and base.get("val_fraction", 0.1) == 0:
             raise ValueError(f"metric {self.metric!r} needs a validation split; val_fraction is 0")
         if self.scheduler.kind == "asha" and self.scheduler.grace_period > self.budget.epochs:

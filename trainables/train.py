@@ -41,7 +41,11 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class EpochReport:
-    """What one epoch measured, and a snapshot function for checkpointing after it."""
+    """What one epoch measured, and a snapshot function for checkpointing after it.
+
+    ``snapshot()`` returns live state (``state_dict`` references): save or copy
+    it before advancing the generator.
+    """
 
     epoch: int
     metrics: dict[str, float]

@@ -1,0 +1,122 @@
+"""The papers' image datasets, read through torchvision's own dataset classes.
+
+Online and offline users share this one path: ``download=True`` is torchvision's downloader,
+and offline copies are laid out by ``prepare_datasets`` exactly as torchvision expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from ..registry import SourceData, missing_data_error, register_dataset
+from ..splits import Split
+
+_LAYOUTS = {
+    "NHW": lambda x: x[:, None],
+    "NHWC": lambda x: x.permute(0, 3, 1, 2),
+    "NCHW": lambda x: x,
+}
+
+
+@dataclass(frozen=True)
+class TorchvisionSet:
+    """How to read one torchvision dataset class into uint8 (N,C,H,W) tensors."""
+
+    cls: type
+    folder: str
+    num_classes: int
+    layout: str
+    prepare: str
+    train_parts: tuple[dict[str, Any], ...] = ({"train": True},)
+    test_part: dict[str, Any] = field(default_factory=lambda: {"train": False})
+    common: dict[str, Any] = field(default_factory=dict)
+    targets_attr: str = "targets"
+    transpose: bool = False
+
+
+def read_split(name: str, spec: TorchvisionSet, root: Path, download: bool, **part: Any) -> Split:
+    """One split of ``spec`` as a Split; a torchvision 'not found' becomes our FileNotFoundError."""
+    try:
+        dataset = spec.cls(str(root), download=download, **spec.common, **part)
+    except RuntimeError as err:
+        raise missing_data_error(name, root, reason=f"torchvision: {err}") from err
+    images = _LAYOUTS[spec.layout](torch.as_tensor(np.asarray(dataset.data)))
+    if spec.transpose:
+        images = images.transpose(-1, -2)
+    targets = torch.as_tensor(np.asarray(getattr(dataset, spec.targets_attr)), dtype=torch.int64)
+    return Split(images.contiguous(), targets)
+
+
+def _concat(splits: list[Split]) -> Split:
+    if len(splits) == 1:
+        return splits[0]
+    return Split(torch.cat([s.inputs for s in splits]), torch.cat([s.targets for s in splits]))
+
+
+def build(name: str, spec: TorchvisionSet, root: Path, download: bool) -> SourceData:
+    train = _concat([read_split(name, spec, root, download, **part) for part in spec.train_parts])
+    test = read_split(name, spec, root, download, **spec.test_part)
+    return SourceData(train=train, test=test, num_classes=spec.num_classes)
+
+
+def _download_hint(name: str) -> str:
+    return f"study data prepare {name} --download"
+
+
+TORCHVISION_SETS: dict[str, TorchvisionSet] = {
+    "mnist": TorchvisionSet(
+        datasets.MNIST, "MNIST/raw", 10, "NHW", prepare="study data prepare mnist"
+    ),
+    "fashion_mnist": TorchvisionSet(
+        datasets.FashionMNIST,
+        "FashionMNIST/raw",
+        10,
+        "NHW",
+        prepare="study data prepare fashion_mnist",
+    ),
+    "emnist_balanced": TorchvisionSet(
+        datasets.EMNIST,
+        "EMNIST/raw",
+        47,
+        "NHW",
+        prepare=_download_hint("emnist_balanced"),
+        common={"split": "balanced"},
+        transpose=True,
+    ),
+    "cifar10": TorchvisionSet(
+        datasets.CIFAR10, "cifar-10-batches-py", 10, "NHWC", prepare=_download_hint("cifar10")
+    ),
+    "cifar100": TorchvisionSet(
+        datasets.CIFAR100, "cifar-100-python", 100, "NHWC", prepare=_download_hint("cifar100")
+    ),
+}
+
+for _name, _spec in TORCHVISION_SETS.items():
+    register_dataset(_name, folder=_spec.folder, prepare=_spec.prepare)(
+        partial(build, _name, _spec)
+    )
+
+_SVHN = TorchvisionSet(
+    datasets.SVHN,
+    ".",
+    10,
+    "NCHW",
+    prepare=_download_hint("svhn"),
+    train_parts=({"split": "train"}, {"split": "extra"}),
+    test_part={"split": "test"},
+    targets_attr="labels",
+)
+
+
+@register_dataset("svhn", folder=_SVHN.folder, prepare=_SVHN.prepare)
+def svhn(root: Path, download: bool, extra: bool = True) -> SourceData:
+    """SVHN; train + extra (≈604k) for training as the Drop-Activation paper, unless extra=False."""
+    spec = _SVHN if extra else replace(_SVHN, train_parts=_SVHN.train_parts[:1])
+    return build("svhn", spec, root, download)

@@ -161,8 +161,8 @@ def test_non_contiguous_input():
     assert torch.all((y == torch.relu(x)) | (y == x))
 
 
-def test_backward_keeps_less_than_relu():
-    """Bytes saved for backward: a bool mask (1 byte/element) vs relu's float32 output (4)."""
+def test_backward_keeps_exactly_what_relu_keeps():
+    """Bytes saved for backward: the output, as torch.relu saves (4 bytes/element in float32)."""
 
     def saved_bytes(fn, x):
         total = 0
@@ -180,7 +180,13 @@ def test_backward_keeps_less_than_relu():
     relu_bytes = saved_bytes(torch.relu, x)
     da_bytes = saved_bytes(lambda t: drop_activation(t, 0.95), x)
     assert relu_bytes == x.numel() * 4
-    assert da_bytes == x.numel()
+    assert da_bytes == relu_bytes
+
+
+def test_gradient_at_exactly_zero_is_zero_like_relu():
+    x = torch.zeros(1000, requires_grad=True)
+    (grad,) = torch.autograd.grad(drop_activation(x, 0.5), x, torch.ones(1000))
+    assert torch.equal(grad, torch.zeros(1000))
 
 
 @pytest.mark.parametrize("p", [0.0, -0.1, 1.5, float("nan"), True, "0.9", None])
@@ -233,7 +239,7 @@ class TestSparseBernoulliSampler:
         pos = bernoulli_positions(
             numel, rate, torch.device("cpu"), torch.Generator().manual_seed(0)
         )
-        assert pos.dtype == torch.int32
+        assert pos.dtype == torch.int64
         assert torch.all(pos[1:] > pos[:-1])
         assert pos.numel() == 0 or (pos.min().item() >= 0 and pos.max().item() < numel)
 

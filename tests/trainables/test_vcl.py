@@ -78,11 +78,36 @@ def test_beta_is_learned_and_gradient_reaches_the_input():
 
 
 def test_layer_is_identity_in_both_modes():
-    x = torch.randn(4, 3)
+    x = torch.randn(4, 3, requires_grad=True)
     vcl = VarianceConstancy(3)
-    assert vcl(x) is x
+    out = vcl(x)
+    assert torch.equal(out, x) and out.data_ptr() == x.data_ptr()
     vcl.eval()
     assert vcl(x) is x
+
+
+@pytest.mark.parametrize("per", ["channel", "neuron"])
+def test_backward_equals_plain_autograd_through_the_loss(per):
+    """The custom backward (gradient added only to the 2n rows) against autograd on eq. 17."""
+    torch.manual_seed(6)
+    x = torch.randn(10, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    vcl = VarianceConstancy(4, n=3, per=per).double()
+    vcl(x)
+    upstream = torch.randn_like(x)
+    out = vcl(x)
+    total = (out * upstream).sum() + 0.7 * vcl_penalty(vcl)
+    grad_x, grad_beta = torch.autograd.grad(total, (x, vcl.raw_beta))
+    plain = (x * upstream).sum() + 0.7 * vcl.layer_loss(x)
+    ref_x, ref_beta = torch.autograd.grad(plain, (x, vcl.raw_beta))
+    assert torch.allclose(grad_x, ref_x, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(grad_beta, ref_beta, rtol=1e-12, atol=1e-12)
+
+
+def test_without_the_penalty_in_the_loss_backward_is_the_identity():
+    x = torch.randn(6, 3, requires_grad=True)
+    upstream = torch.randn(6, 3)
+    (grad,) = torch.autograd.grad(VarianceConstancy(3)(x), x, upstream)
+    assert torch.equal(grad, upstream)
 
 
 def test_eval_records_nothing():

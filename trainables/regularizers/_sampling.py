@@ -20,37 +20,48 @@ there the mask is drawn densely.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-_INT32_LIMIT = 2**31 - 1
+CHUNK_DRAWS = 1 << 16
 
 
-def _index_dtype(numel: int) -> torch.dtype:
-    return torch.int32 if numel <= _INT32_LIMIT else torch.int64
-
-
-def _geometric_positions(numel: int, rate: float, seed: int) -> np.ndarray:
+def _geometric_chunks(numel: int, rate: float, seed: int) -> Iterator[torch.Tensor]:
     rng = np.random.Generator(np.random.SFC64(seed))
     inv_log_keep = 1.0 / math.log1p(-rate)
     expected = numel * rate
-    chunk = int(expected + 6.0 * math.sqrt(expected * (1.0 - rate))) + 64
-    pieces = []
+    chunk = min(int(expected + 6.0 * math.sqrt(expected * (1.0 - rate))) + 64, CHUNK_DRAWS)
     last = -1
     while last < numel - 1:
-        u = rng.random(chunk)
-        np.negative(u, out=u)
-        np.log1p(u, out=u)
-        u *= inv_log_keep
-        positions = u.astype(np.int64)
-        positions += 1
-        np.cumsum(positions, out=positions)
-        positions += last
-        pieces.append(positions)
+        gaps = torch.from_numpy(rng.random(chunk)).neg_().log1p_().mul_(inv_log_keep)
+        positions = gaps.to(torch.int64).add_(1).cumsum_(0).add_(last)
         last = int(positions[-1])
-    positions = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-    return positions[: np.searchsorted(positions, numel)]
+        if last >= numel:
+            positions = positions[: int(torch.searchsorted(positions, numel))]
+        if len(positions):
+            yield positions
+
+
+def iter_bernoulli_positions(
+    numel: int,
+    rate: float,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Sorted flat positions (int64, in increasing chunks) where an i.i.d. Bernoulli(``rate``)
+    mask of ``numel`` elements is 1. Chunks keep the transient memory small on big tensors."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got rate={rate!r}")
+    if rate == 0.0 or numel == 0:
+        return
+    if device.type == "cpu":
+        seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
+        yield from _geometric_chunks(numel, rate, seed)
+        return
+    mask = torch.rand(numel, device=device, generator=generator) < rate
+    yield mask.nonzero().view(-1)
 
 
 def bernoulli_positions(
@@ -59,15 +70,6 @@ def bernoulli_positions(
     device: torch.device,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Sorted flat positions where an i.i.d. Bernoulli(``rate``) mask of ``numel`` elements is 1."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"rate must be in [0, 1), got rate={rate!r}")
-    dtype = _index_dtype(numel)
-    if rate == 0.0 or numel == 0:
-        return torch.empty(0, dtype=dtype, device=device)
-    if device.type == "cpu":
-        seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
-        positions = _geometric_positions(numel, rate, seed)
-        return torch.from_numpy(positions).to(dtype)
-    mask = torch.rand(numel, device=device, generator=generator) < rate
-    return mask.nonzero().view(-1).to(dtype)
+    """All of :func:`iter_bernoulli_positions` in one tensor."""
+    chunks = list(iter_bernoulli_positions(numel, rate, device, generator))
+    return torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64, device=device)

@@ -6,9 +6,11 @@ identity otherwise, a fresh Bernoulli draw per element per forward pass
 ReLU with negative slope ``1 - p``. ``p = 1`` is exactly ``torch.relu``.
 
 Speed and memory. Only the identity positions are drawn (:mod:`._sampling`), a
-fraction ``1 - p`` of the elements, instead of one random number per element;
-backward keeps a bool mask of where the gradient passes, one byte per element
-where ``torch.relu`` keeps its output (four bytes in float32).
+fraction ``1 - p`` of the elements, instead of one random number per element,
+and the output is ``relu(x)`` with those positions copied back from ``x``.
+Backward keeps exactly what ``torch.relu`` keeps, the output. The derivative
+at exactly x = 0 is taken as 0 for every element, the convention of
+``torch.relu``; everywhere else the gradient is exact.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._sampling import bernoulli_positions
+from ._sampling import iter_bernoulli_positions
 
 
 def _check_p(p: float) -> float:
@@ -26,31 +28,51 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
+BACKWARD_CHUNK = 1 << 18
+
+
 class _DropActivationFunction(torch.autograd.Function):
     """relu(x) with a Bernoulli(1 - p) subset of elements passed through unchanged.
 
-    Backward needs only where the gradient passes, ``(x > 0) | identity``, kept
-    as a bool mask: a quarter of what ``torch.relu`` keeps in float32.
+    Backward keeps only the output, as ``torch.relu`` does: the gradient passes
+    where the output is nonzero, i.e. where x > 0 or the element is identity.
+    Both directions work in chunks, so their temporaries stay small.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, drop_rate: float, generator, inplace: bool) -> Tensor:
-        passes = x > 0
-        identity = bernoulli_positions(x.numel(), drop_rate, x.device, generator)
-        passes.view(-1).index_put_((identity,), torch.ones((), dtype=torch.bool, device=x.device))
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        chunks = iter_bernoulli_positions(x.numel(), drop_rate, x.device, generator)
         if inplace:
-            out = torch.where(passes, x, zero, out=x)
+            identity = list(chunks)
+            passed = [x.view(-1).index_select(0, positions) for positions in identity]
+            out = x.relu_()
             ctx.mark_dirty(x)
+            for positions, values in zip(identity, passed):
+                out.view(-1).index_copy_(0, positions, values)
         else:
-            out = torch.where(passes, x, zero)
-        ctx.save_for_backward(passes)
+            out = torch.relu(x)
+            for positions in chunks:
+                out.view(-1).index_copy_(0, positions, x.view(-1).index_select(0, positions))
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        (passes,) = ctx.saved_tensors
-        return grad_out * passes, None, None, None
+        (out,) = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_in = torch.empty_like(out)
+        flat_grad_out, flat_out, flat_grad_in = grad_out.view(-1), out.view(-1), grad_in.view(-1)
+        magnitude = out.new_empty(min(BACKWARD_CHUNK, out.numel()))
+        for start in range(0, out.numel(), BACKWARD_CHUNK):
+            stop = min(start + BACKWARD_CHUNK, out.numel())
+            torch.abs(flat_out[start:stop], out=magnitude[: stop - start])
+            torch.ops.aten.threshold_backward.grad_input(
+                flat_grad_out[start:stop],
+                magnitude[: stop - start],
+                0,
+                grad_input=flat_grad_in[start:stop],
+            )
+        return grad_in, None, None, None
 
 
 @torch.compiler.disable

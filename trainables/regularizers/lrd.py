@@ -7,7 +7,9 @@ element's move with probability p and undoes it otherwise:
     W_t = W_{t-1} + D_t ∘ (W_base - W_{t-1}),   D_t ~ Bernoulli(p) per element   (Alg. 1, l. 9–12)
 
 Kept elements take exactly the base optimizer's value and dropped ones keep
-exactly their previous value, so ``p = 1`` is the base optimizer bit for bit.
+exactly their previous value (``torch.lerp`` with a 0/1 weight returns its
+end points exactly for finite values), so ``p = 1`` is the base optimizer
+bit for bit (and skips the mask altogether).
 Only the outgoing step is masked, never the optimizer's state. Anything the
 base step does to a weight (coupled or decoupled weight decay included) moves
 with the mask. The cost is one copy of the parameters during the step.
@@ -25,8 +27,13 @@ from torch.optim import Optimizer
 from ._wrapper import OptimizerWrapper, check_keep_probability
 
 
-def _bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor:
-    return torch.rand(like.shape, device=like.device, generator=generator) < p
+def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """A 0/1 mask shaped and typed like ``like``, each element 1 with probability ``p``.
+
+    Drawn as ``rand < p`` in place, so it is already in ``like``'s dtype: on CPU,
+    float arithmetic with it is several times faster than bool ``where``.
+    """
+    return torch.rand(like.shape, device=like.device, generator=generator).lt_(p).to(like.dtype)
 
 
 class LearningRateDropout(OptimizerWrapper):
@@ -49,8 +56,8 @@ class LearningRateDropout(OptimizerWrapper):
         previous = [p.detach().clone() for p in params]
         loss = self.optimizer.step(closure)
         for param, before in zip(params, previous):
-            mask = _bernoulli_mask(param, self.p, self.generators.for_device(param.device))
-            torch.where(mask, param, before, out=param)
+            keep = bernoulli_mask(param, self.p, self.generators.for_device(param.device))
+            torch.lerp(before, param, keep, out=param)
         return loss
 
     def extra_repr(self) -> str:
@@ -80,7 +87,7 @@ class GradientDropout(OptimizerWrapper):
             for param in self.trainable_params():
                 if param.grad is not None:
                     gen = self.generators.for_device(param.device)
-                    param.grad.mul_(_bernoulli_mask(param.grad, self.p, gen))
+                    param.grad.mul_(bernoulli_mask(param.grad, self.p, gen))
         self.optimizer.step()
         return loss
 

@@ -116,22 +116,28 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            self._check_channels(x)
+        if not self.training:
+            return x
+        self._check_channels(x)
+        if x.shape[0] < 2 * self.n:
+            raise ValueError(
+                f"VCL needs a batch of at least 2n = {2 * self.n} examples for n={self.n}, "
+                f"got batch size {x.shape[0]}"
+            )
+        if not torch.is_grad_enabled():
             self.last_loss = self.layer_loss(x)
-        return x
+            return x
+        out, self.last_loss = _RecordLoss.apply(x, self.raw_beta, self._head_loss, 2 * self.n)
+        return out
 
     def layer_loss(self, x: Tensor) -> Tensor:
         """Eq. 17 averaged over this layer's neurons, on the first 2n examples of ``x``."""
-        n = self.n
-        if x.shape[0] < 2 * n:
-            raise ValueError(
-                f"VCL needs a batch of at least 2n = {2 * n} examples for n={n}, "
-                f"got batch size {x.shape[0]}"
-            )
-        var1, var2 = (self._sample_variance(s) for s in (x[:n], x[n : 2 * n]))
-        ratio = var1 / (var2 + self.beta)
-        return (1.0 - ratio).square().mean()
+        return self._head_loss(x[: 2 * self.n], self.raw_beta)
+
+    def _head_loss(self, head: Tensor, raw_beta: Tensor) -> Tensor:
+        var1, var2 = (self._sample_variance(s) for s in (head[: self.n], head[self.n :]))
+        beta = self.min_beta + F.softplus(raw_beta)
+        return (1.0 - var1 / (var2 + beta)).square().mean()
 
     def _sample_variance(self, subset: Tensor) -> Tensor:
         if self.per == "channel" and subset.dim() > 2:
@@ -141,6 +147,44 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, n={self.n}, beta_init={self.beta_init}, per={self.per!r}"
+
+
+class _RecordLoss(torch.autograd.Function):
+    """Identity on x that also returns the VCL loss of its first 2n examples.
+
+    Autograd's own slicing would send the loss's gradient back as a dense
+    zero tensor the size of x plus a dense add; here backward copies the
+    incoming gradient once and adds the loss's gradient to the 2n rows it
+    touches (recomputed from a saved copy of those rows, which is small).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, raw_beta: Tensor, head_loss, rows: int):
+        ctx.set_materialize_grads(False)
+        head = x[:rows].detach().clone()
+        ctx.save_for_backward(head, raw_beta)
+        ctx.head_loss = head_loss
+        ctx.x_shape = x.shape
+        return x.view_as(x), head_loss(head, raw_beta)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor | None, grad_loss: Tensor | None):
+        head, raw_beta = ctx.saved_tensors
+        if grad_loss is None:
+            return grad_out, None, None, None
+        with torch.enable_grad():
+            head = head.detach().requires_grad_()
+            beta = raw_beta.detach().requires_grad_()
+            grad_head, grad_beta = torch.autograd.grad(
+                ctx.head_loss(head, beta), (head, beta), grad_loss
+            )
+        if grad_out is None:
+            grad_x = torch.zeros(ctx.x_shape, dtype=head.dtype, device=head.device)
+        else:
+            grad_x = grad_out.clone()
+        grad_x[: head.shape[0]] += grad_head
+        return grad_x, grad_beta, None, None
 
 
 def vcl_penalty(model: nn.Module) -> Tensor:

@@ -105,3 +105,55 @@ def summarize(
         ["mean", *by], ascending=[mode == "min", True], na_position="last", kind="mergesort"
     )
     return ranked.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Method minus baseline over the seeds both finished: mean difference with its 95% t-interval,
+    paired t-test and Wilcoxon signed-rank p-values, and Cohen's d_z (mean / std of differences)."""
+
+    n: int
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    t_pvalue: float
+    wilcoxon_pvalue: float
+    effect_size: float
+
+
+def paired_comparison(
+    method: dict[int, float], baseline: dict[int, float], confidence: float = CONFIDENCE
+) -> PairedComparison:
+    """Compare per-seed values of a method with its baseline on the seeds they share."""
+    seeds = sorted(
+        s
+        for s in set(method) & set(baseline)
+        if math.isfinite(method[s]) and math.isfinite(baseline[s])
+    )
+    diffs = np.array([method[s] - baseline[s] for s in seeds], dtype=float)
+    n = len(diffs)
+    if n == 0:
+        return PairedComparison(0, *(math.nan,) * 6)
+    summary = seed_stats(diffs.tolist(), confidence)
+    if n < 2:
+        return PairedComparison(n, summary.mean, math.nan, math.nan, math.nan, math.nan, math.nan)
+    std = diffs.std(ddof=1)
+    t_p = float(stats.ttest_rel([method[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+    nonzero = diffs[diffs != 0]
+    wilcoxon_p = float(stats.wilcoxon(nonzero).pvalue) if len(nonzero) else 1.0
+    effect = (
+        summary.mean / std
+        if std > 0
+        else (0.0 if summary.mean == 0 else math.copysign(math.inf, summary.mean))
+    )
+    if std == 0:
+        t_p = 1.0 if summary.mean == 0 else 0.0
+    return PairedComparison(
+        n, summary.mean, summary.ci_low, summary.ci_high, t_p, wilcoxon_p, float(effect)
+    )
+
+
+def per_seed(frame: pd.DataFrame, column: str) -> dict[int, float]:
+    """``{seed: value}`` of finished runs in ``frame`` (one config)."""
+    finished = frame[(frame["status"] == "FINISHED") & frame[column].notna()]
+    return {int(s): float(v) for s, v in zip(finished["seed"], finished[column])}

@@ -25,6 +25,7 @@ from .schema import (
     SEED_TAG,
     STOPPED_TAG,
     SWEEP_RUN_TAG,
+    TAG,
 )
 
 _PAGE = 1000
@@ -68,6 +69,27 @@ def sweep_runs(tracking_uri: str, experiment: str, recipe: str | None = None) ->
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
 
+def _sweep_columns(sweep: Run) -> dict[str, Any]:
+    prefix = f"{TAG}."
+    return {
+        f"sweep.{key.removeprefix(prefix)}": value
+        for key, value in sweep.data.tags.items()
+        if key.startswith(prefix) and key != KIND_TAG
+    }
+
+
+def metric_histories(tracking_uri: str, run_ids: list[str], key: str) -> pa.Table:
+    """Per-epoch values of metric ``key`` for each run: columns run_id, step, value."""
+    client = MlflowClient(tracking_uri)
+    rows = [
+        {"run_id": run_id, "step": m.step, "value": float(m.value)}
+        for run_id in run_ids
+        for m in client.get_metric_history(run_id, key)
+    ]
+    schema = pa.schema([("run_id", pa.string()), ("step", pa.int64()), ("value", pa.float64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def _row(run: Run) -> dict[str, Any]:
     tags = run.data.tags
     row: dict[str, Any] = {
@@ -94,20 +116,26 @@ def trial_runs(
     sweep_run_id: str | None = None,
     recipe: str | None = None,
 ) -> pa.Table:
-    """All trial runs of ``experiment`` (optionally of one sweep, or of a recipe's sweeps)."""
+    """All trial runs of ``experiment`` (optionally of one sweep, or of a recipe's sweeps).
+
+    Each row also carries its sweep's ``regstudy.*`` tags as ``sweep.<key>``
+    columns (a recipe's ``part``, ``scale``, ...), so rows can be grouped by part.
+    """
     client = MlflowClient(tracking_uri)
     exp_id = _experiment_id(client, experiment, tracking_uri)
     filters = [f"tags.`{KIND_TAG}` = 'trial'"]
     if sweep_run_id:
         filters.append(f"tags.`{SWEEP_RUN_TAG}` = '{sweep_run_id}'")
-    sweeps = None
-    if recipe:
-        sweeps = {r.info.run_id for r in sweep_runs(tracking_uri, experiment, recipe)}
-    rows = [
-        _row(run)
-        for run in _search(client, exp_id, " and ".join(filters))
-        if sweeps is None or run.data.tags.get(SWEEP_RUN_TAG) in sweeps
-    ]
+    sweeps = {run.info.run_id: run for run in sweep_runs(tracking_uri, experiment, recipe)}
+    rows = []
+    for run in _search(client, exp_id, " and ".join(filters)):
+        sweep = sweeps.get(run.data.tags.get(SWEEP_RUN_TAG))
+        if recipe and sweep is None:
+            continue
+        row = _row(run)
+        if sweep is not None:
+            row.update(_sweep_columns(sweep))
+        rows.append(row)
     if not rows:
         return pa.table({"run_id": pa.array([], pa.string())})
     columns = sorted({key for row in rows for key in row})

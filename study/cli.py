@@ -92,7 +92,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         shutdown()
     _print_outcome(outcome)
     if not args.no_best:
-        _print_best(outcome.tracking_uri, outcome.name, spec.metric, spec.mode, 5, "table")
+        _print_best(outcome.tracking_uri, outcome.experiment, spec.metric, spec.mode, 5, "table")
     return 0
 
 
@@ -110,7 +110,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _print_outcome(outcome) -> None:
     print(
         f"\nsweep {outcome.name}: {outcome.trials} trials, {outcome.errored} errored\n"
-        f"  MLflow: {outcome.tracking_uri}  experiment {outcome.name}  "
+        f"  MLflow: {outcome.tracking_uri}  experiment {outcome.experiment}  "
         f"parent run {outcome.sweep_run_id}\n"
         f"  Ray results: {outcome.experiment_dir}\n"
         f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}   (or `study server`)\n"
@@ -135,6 +135,43 @@ def cmd_server(args: argparse.Namespace) -> int:
     from .server import serve
 
     return serve(args.backend_store_uri, args.artifacts_destination, args.host, args.port)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .recipes import list_recipes, load_recipe
+    from .reproduce import reproduce
+
+    if args.list or not args.recipe:
+        print(f"{'recipe':14s} {'paper':5s} {'artifact':10s} {'quick':>8s} {'paper':>9s}  title")
+        for name in list_recipes():
+            recipe = load_recipe(name)
+            minutes = {s: recipe.scales[s].estimate_minutes for s in recipe.scales}
+            print(
+                f"{name:14s} {recipe.paper:5s} {recipe.artifact:10s} "
+                f"{minutes.get('quick', 0):6.0f} m {minutes.get('paper', 0):7.0f} m  {recipe.title}"
+            )
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.address:
+        overrides["address"] = args.address
+    if args.repeats:
+        overrides["budget.repeats"] = args.repeats
+    if args.tracking_uri:
+        overrides["tracking_uri"] = args.tracking_uri
+    for text in args.set or []:
+        key, value = parse_assignment(text)
+        overrides[key] = value
+    reproduce(args.recipe, args.scale, overrides, args.part, verbose=0 if args.quiet else 1)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reproduce import report
+
+    for path in report(args.recipe, args.scale, args.tracking_uri, args.experiment):
+        if path.name == "README.md":
+            print(path)
+    return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
@@ -185,6 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
     server.set_defaults(run=cmd_server)
+
+    reproduce = commands.add_parser("reproduce", help="run a paper recipe and render its report")
+    reproduce.add_argument("recipe", nargs="?", help="recipe name (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="the recipes, scales and costs")
+    reproduce.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    reproduce.add_argument("--part", action="append", help="only these parts of the recipe")
+    reproduce.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    reproduce.add_argument("--repeats", type=int, help="seeds per config")
+    reproduce.add_argument("--tracking-uri", default=None)
+    reproduce.add_argument("--set", action="append", metavar="FIELD=VALUE")
+    reproduce.add_argument("--quiet", action="store_true")
+    reproduce.set_defaults(run=cmd_reproduce)
+
+    report = commands.add_parser("report", help="re-render a recipe's report from MLflow alone")
+    report.add_argument("recipe")
+    report.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    report.add_argument("--experiment", help="MLflow experiment (default: RECIPE-SCALE)")
+    report.add_argument("--tracking-uri", default=None)
+    report.set_defaults(run=cmd_report)
 
     data = commands.add_parser("data", help="datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)

@@ -41,6 +41,7 @@ class SweepOutcome:
     """What a finished sweep left behind, and where."""
 
     name: str
+    experiment: str
     sweep_run_id: str
     experiment_id: str
     tracking_uri: str
@@ -80,6 +81,18 @@ def read_record(name: str, storage_path: str) -> dict[str, Any]:
         raise SpecError(
             f"no sweep named {name!r} under {storage_path} (looked for {root}/{RECORD_FILE})"
         ) from None
+
+
+def sweep_status(spec: Spec) -> str:
+    """``absent``, ``finished`` or ``unfinished``: what a new ``study reproduce`` should do."""
+    if not _exists(spec):
+        return "absent"
+    try:
+        record = read_record(spec.name, spec.storage_path)
+    except SpecError:
+        return "absent"
+    run = MlflowClient(spec.tracking_uri).get_run(record["sweep_run_id"])
+    return "finished" if run.info.status == "FINISHED" else "unfinished"
 
 
 def _exists(spec: Spec) -> bool:
@@ -137,8 +150,11 @@ def _count_errors(results) -> int:
     return sum(1 for r in results if r.error is not None)
 
 
-def sweep(spec: Spec, overwrite: bool = False, verbose: int = 1) -> SweepOutcome:
-    """Run ``spec`` to completion and return where its results are."""
+def sweep(
+    spec: Spec, overwrite: bool = False, verbose: int = 1, parent_run_id: str | None = None
+) -> SweepOutcome:
+    """Run ``spec`` to completion and return where its results are (nested under a recipe's
+    run when ``parent_run_id`` is given)."""
     space = get_space(spec.space)
     if spec.grid and space.kind != "grid":
         raise SpecError(
@@ -154,8 +170,8 @@ def sweep(spec: Spec, overwrite: bool = False, verbose: int = 1) -> SweepOutcome
         fs.delete_dir(root)
     connect(spec)
     client = MlflowClient(spec.tracking_uri)
-    exp_id = experiment_id(client, spec.name, spec.tracking_uri)
-    sweep_run_id = start_sweep_run(client, spec, space.describe())
+    exp_id = experiment_id(client, spec.experiment_name, spec.tracking_uri)
+    sweep_run_id = start_sweep_run(client, spec, space.describe(), parent_run_id)
     _write_record(
         spec,
         {
@@ -209,6 +225,7 @@ def _finish(
     client.set_terminated(sweep_run_id, status=RunStatus.to_string(status))
     return SweepOutcome(
         name=spec.name,
+        experiment=spec.experiment_name,
         sweep_run_id=sweep_run_id,
         experiment_id=exp_id,
         tracking_uri=spec.tracking_uri or "",

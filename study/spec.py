@@ -74,6 +74,7 @@ class Spec(_Section):
     """A validated sweep: what to train (``train``), what to vary (``space``, ``grid``), and how."""
 
     name: str = Field(pattern=NAME_PATTERN)
+    experiment: str | None = Field(None, pattern=NAME_PATTERN)
     space: str = "none"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
@@ -87,7 +88,7 @@ class Spec(_Section):
     tracking_uri: str | None = None
     storage_path: str = "ray_results"
     address: str | None = None
-    recipe: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("space")
     @classmethod
@@ -152,6 +153,11 @@ class Spec(_Section):
         """The trial config every trial starts from, before the space and grid vary it."""
         threads = max(1, int(self.resources.cpus_per_trial))
         return {"epochs": self.budget.epochs, "num_threads": threads, **self.train}
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: ``experiment`` if set (recipe sweeps share one), else ``name``."""
+        return self.experiment or self.name
 
     @property
     def experiment_dir(self) -> str:

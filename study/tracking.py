@@ -34,12 +34,12 @@ from analysis.schema import (
     HPARAM_PREFIX,
     KIND_TAG,
     PARENT_TAG,
-    RECIPE_TAG,
     SEED_TAG,
     STOPPED_TAG,
     SUMMARY_METRICS,
     SWEEP_RUN_TAG,
     SWEEP_TAG,
+    TAG,
     TRIAL_TAG,
 )
 
@@ -105,9 +105,14 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def start_sweep_run(client: MlflowClient, spec: Spec, space: dict[str, Any]) -> str:
-    """Create the sweep's parent run with the spec, space, code version and host recorded."""
-    exp = experiment_id(client, spec.name, spec.tracking_uri or "")
+def start_sweep_run(
+    client: MlflowClient, spec: Spec, space: dict[str, Any], parent_run_id: str | None = None
+) -> str:
+    """Create the sweep's parent run with the spec, space, code version and host recorded.
+
+    ``parent_run_id`` nests the sweep under a recipe's run.
+    """
+    exp = experiment_id(client, spec.experiment_name, spec.tracking_uri or "")
     tags = {
         SWEEP_TAG: spec.name,
         KIND_TAG: "sweep",
@@ -115,9 +120,12 @@ def start_sweep_run(client: MlflowClient, spec: Spec, space: dict[str, Any]) -> 
         "host": platform.node(),
         **{f"version.{k}": v for k, v in _versions().items()},
     }
-    if spec.recipe:
-        tags[RECIPE_TAG] = spec.recipe
-    run = client.create_run(exp, tags=tags, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    tags.update({f"{TAG}.{key}": value for key, value in spec.tags.items()})
+    if parent_run_id:
+        tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(
+        exp, tags=tags, run_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     run_id = run.info.run_id
     params = flatten(spec.model_dump(mode="json"), "spec.")
     client.log_batch(run_id, params=[Param(k, _param_value(v)[:6000]) for k, v in params.items()])

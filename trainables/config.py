@@ -38,6 +38,7 @@ class TrainConfig:
     data_dir: str | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    train_subset: int | None = None
     augment: tuple[str, ...] = ()
     augment_options: Mapping[str, float] = field(default_factory=dict)
     data_options: Mapping[str, Any] = field(default_factory=dict)
@@ -128,7 +129,7 @@ class TrainConfig:
             inactive |= {"vcl_n", "vcl_per", "vcl_gamma", "vcl_clip"}
         if self.grad_noise_eta == 0:
             inactive.add("grad_noise_gamma")
-        if self.optimizer not in ("sgd", "rmsprop"):
+        if self.optimizer != "sgd":
             inactive |= {"momentum", "nesterov"}
         if self.schedule != "multistep":
             inactive |= {"milestones", "lr_gamma"}
@@ -195,6 +196,10 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
     ),
     "val_fraction": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
     "split_seed": (lambda v, _: _integer(v) and v >= 0, lambda _: "must be an integer >= 0"),
+    "train_subset": (
+        lambda v, _: v is None or (_integer(v) and v >= 1),
+        lambda _: "must be a positive number of training examples, or null for all",
+    ),
     "augment": (
         lambda v, _: all(a in _names("augment") for a in v),
         lambda _: f"each must be one of {_names('augment')}",

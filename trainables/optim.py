@@ -1,6 +1,8 @@
 """Optimizers and LR schedules of the papers' setups, and the update-side regularizers around them.
 
-``make_optimizer`` builds the base optimizer from a registry, then wraps it:
+``make_optimizer`` builds the base optimizer from a registry (torch's defaults
+for everything but the learning rate and weight decay, as the LRD paper tunes
+only the initial learning rate; ``momentum``/``nesterov`` are SGD's), then wraps it:
 noisy gradient and dropout on G act on the gradient before the step, LRD on
 the step itself, so LRD is the outermost wrapper (LRD+NG in LRD Table 3).
 """
@@ -29,7 +31,7 @@ _BASE: dict[str, Callable[[Params, TrainConfig], Optimizer]] = {
         weight_decay=c.weight_decay,
     ),
     "rmsprop": lambda ps, c: torch.optim.RMSprop(
-        ps, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay
+        ps, lr=c.learning_rate, weight_decay=c.weight_decay
     ),
     "adam": lambda ps, c: torch.optim.Adam(ps, lr=c.learning_rate, weight_decay=c.weight_decay),
     "amsgrad": lambda ps, c: torch.optim.Adam(

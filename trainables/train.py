@@ -15,6 +15,7 @@ norm the model is built with (Drop-Activation, VCL), the loss
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -108,6 +109,8 @@ def build_trial(config: TrainConfig) -> Trial:
         to_rgb32=config.to_rgb32,
         **config.data_options,
     )
+    if config.train_subset is not None:
+        data = _train_subset(data, config.train_subset, config.split_seed)
     model = build_model(
         config.model,
         data.num_classes,
@@ -120,6 +123,14 @@ def build_trial(config: TrainConfig) -> Trial:
     ).to(device)
     optimizer = make_optimizer(config, model.parameters())
     return Trial(config, data, model, optimizer, make_scheduler(config, optimizer), device)
+
+
+def _train_subset(data: DatasetSplits, size: int, seed: int) -> DatasetSplits:
+    """The first ``size`` examples of a seeded shuffle of train (for quick, small-budget runs)."""
+    if size > len(data.train):
+        raise ValueError(f"train_subset={size} exceeds the {len(data.train)} training examples")
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
+    return dataclasses.replace(data, train=data.train.subset(order[:size]))
 
 
 def task_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:

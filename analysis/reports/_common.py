@@ -1,0 +1,83 @@
+"""Pieces every report kind shares: the intro, per-cell statistics in the paper's unit, labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..aggregate import SeedStats, per_seed, seed_stats
+from ..render import mean_std, unit
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: per-seed values in the report's unit, their statistics, and run counts."""
+
+    values: dict[int, float]
+    stats: SeedStats
+    runs: int
+    failed: int
+
+    def text(self, digits: int = 2) -> str:
+        shown = mean_std(self.stats.mean, self.stats.std, self.stats.n, digits)
+        return shown + (f" ({self.failed} failed)" if self.failed else "")
+
+
+def metric_column(options: dict[str, Any]) -> str:
+    metric = options.get("metric", "test_error")
+    return metric if metric.startswith(("metric.", "hp.")) else f"metric.{metric}"
+
+
+def cell(frame: pd.DataFrame, column: str, convert: Callable[[float], float]) -> Cell:
+    if column not in frame.columns:
+        frame = frame.assign(**{column: float("nan")})
+    values = {seed: convert(v) for seed, v in per_seed(frame, column).items()}
+    failed = int((frame["status"] == "FAILED").sum()) if len(frame) else 0
+    return Cell(values, seed_stats(list(values.values())), len(frame), failed)
+
+
+def as_text(value: Any) -> str:
+    """Param values as MLflow stores them: ``1.0`` and ``"1.0"`` match, so do ``2`` and ``"2"``."""
+    return str(value)
+
+
+def label(value: Any, labels: dict[str, str] | None) -> str:
+    return (labels or {}).get(as_text(value), as_text(value))
+
+
+def units(options: dict[str, Any]) -> tuple[Callable[[float], float], bool, str]:
+    return unit(options.get("unit", "error%"))
+
+
+def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "") -> str:
+    """What was run, where, how much of it finished, and how to reproduce it."""
+    total = len(runs)
+    statuses = runs["status"].value_counts().to_dict() if total else {}
+    finished, failed = statuses.get("FINISHED", 0), statuses.get("FAILED", 0)
+    others = total - finished - failed
+    counts = f"{total} trial runs: {finished} finished, {failed} failed"
+    if others:
+        counts += f", {others} unfinished (still running, or interrupted)"
+    lines = [
+        f"{meta.get('description', '').strip()}",
+        "",
+        f"- Paper artifact: {meta.get('paper', '?').upper()} {meta.get('artifact', '')}; "
+        f"scale **{meta.get('scale')}** ({meta.get('machine', '')}).",
+        f"- Runs: {counts}. MLflow experiment `{meta.get('experiment')}` at "
+        f"`{meta.get('tracking_uri')}`.",
+        f"- Reproduce: `study reproduce {meta.get('recipe')} --scale {meta.get('scale')}`; "
+        f"re-render from MLflow alone: `study report {meta.get('recipe')} --scale "
+        f"{meta.get('scale')}`.",
+    ]
+    if extra:
+        lines += ["", extra.strip()]
+    return "\n".join(lines)
+
+
+def require(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``runs`` with every column in ``columns`` present (missing ones filled with NaN)."""
+    missing = {c: float("nan") for c in columns if c not in runs.columns}
+    return runs.assign(**missing) if missing else runs

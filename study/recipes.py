@@ -1,0 +1,135 @@
+"""Recipes: one file per paper artifact, each a set of sweeps at two scales plus how to report them.
+
+``recipes/NAME.yaml`` holds ``defaults`` (spec fields every sweep shares),
+``scales.quick`` and ``scales.paper`` (each with its ``parts``: partial specs,
+one sweep each) and ``report`` (what :mod:`analysis.reports` renders).
+``recipes/NAME.py`` is a recipe that is not a sweep: it defines
+``run(context)``.
+
+Every sweep of a recipe at a scale logs to the MLflow experiment
+``NAME-SCALE`` under one parent run of kind ``recipe``, and is named
+``NAME-SCALE-PART`` in Ray's storage, so a second ``study reproduce`` resumes
+what is unfinished and reuses what is done.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .spec import NAME_PATTERN, Spec, SpecError, build_spec
+
+SCALES = ("quick", "paper")
+Scale = Literal["quick", "paper"]
+
+
+def recipes_dir() -> Path:
+    """``$REGSTUDY_RECIPES``, else the ``recipes/`` folder beside the packages."""
+    return Path(os.environ.get("REGSTUDY_RECIPES", Path(__file__).resolve().parents[1] / "recipes"))
+
+
+class ScaleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimate_minutes: float = Field(gt=0, description="wall-clock estimate on its target machine")
+    machine: str = "this 2-core CPU machine"
+    parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(BaseModel):
+    """A parsed recipe file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str
+    paper: str
+    artifact: str
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    scales: dict[Scale, ScaleSpec]
+    report: dict[str, Any] = Field(default_factory=dict)
+    script: Path | None = None
+
+    def experiment(self, scale: str) -> str:
+        return f"{self.name}-{scale}"
+
+    def scale(self, scale: str) -> ScaleSpec:
+        if scale not in self.scales:
+            raise SpecError(f"recipe {self.name!r} has scales {list(self.scales)}, not {scale!r}")
+        return self.scales[scale]
+
+    def specs(
+        self, scale: str, overrides: dict[str, Any] | None = None, parts: list[str] | None = None
+    ) -> dict[str, Spec]:
+        """The validated sweep spec of every part (or of ``parts``) at ``scale``."""
+        chosen = self.scale(scale).parts
+        unknown = sorted(set(parts or []) - set(chosen))
+        if unknown:
+            raise SpecError(
+                f"recipe {self.name!r} at {scale} has parts {list(chosen)}, not {unknown}"
+            )
+        specs = {}
+        for part, values in chosen.items():
+            if parts and part not in parts:
+                continue
+            merged = _merge(self.defaults, values)
+            merged.update(
+                name=f"{self.name}-{scale}-{part}",
+                experiment=self.experiment(scale),
+                tags={"recipe": self.name, "scale": scale, "part": part},
+            )
+            try:
+                specs[part] = build_spec(merged, overrides)
+            except SpecError as err:
+                raise SpecError(f"recipe {self.name!r}, {scale} part {part!r}:\n{err}") from None
+        return specs
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: sections (dicts) merge key by key, anything else is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def load_recipe(name: str) -> Recipe:
+    """Read and validate ``recipes/NAME.yaml``; an unknown name lists the known ones."""
+    path = recipes_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise SpecError(f"unknown recipe {name!r}; choose one of {list_recipes()}")
+    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        recipe = Recipe.model_validate({"name": name, **values})
+    except Exception as err:
+        raise SpecError(f"recipe {name!r} ({path}) is invalid:\n{err}") from None
+    if recipe.script is not None:
+        recipe = recipe.model_copy(update={"script": recipes_dir() / recipe.script})
+    return recipe
+
+
+def load_script(recipe: Recipe) -> ModuleType:
+    """The ``run(context)`` module of a script recipe."""
+    assert recipe.script is not None
+    spec = importlib.util.spec_from_file_location(f"recipes.{recipe.name}", recipe.script)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"cannot import recipe script {recipe.script}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -124,7 +124,8 @@ def report(
     def history(run_ids: list[str], metric: str):
         return metric_histories(uri, run_ids, metric).to_pandas()
 
-    built = build_report(meta, recipe.report, runs, history)
+    builder = load_script(recipe).build_report if recipe.script is not None else build_report
+    built = builder(meta, recipe.report, runs, history)
     target = out_dir or reports_dir() / recipe.name / scale
     written = write_report(built, target)
     client = MlflowClient(uri)

@@ -106,6 +106,9 @@ def _param_space(spec: Spec, space: SearchSpace) -> dict[str, Any]:
     if space.kind == "grid":
         for axis, values in {**space.grid, **spec.grid}.items():
             config[axis] = tune.grid_search(list(values))
+        if spec.variants:
+            named = [{"name": name, **values} for name, values in spec.variants.items()]
+            config["variant"] = tune.grid_search(named)
         config["seed"] = tune.grid_search(list(range(spec.budget.repeats)))
     return config
 
@@ -213,6 +216,7 @@ def _expected_trials(spec: Spec, space: SearchSpace) -> int:
         points = len(space.grid_points()) or 1
         for values in spec.grid.values():
             points *= len(values)
+        points *= max(len(spec.variants), 1)
         return points * spec.budget.repeats
     return spec.budget.num_samples * spec.budget.repeats
 

@@ -77,6 +77,7 @@ class Spec(_Section):
     experiment: str | None = Field(None, pattern=NAME_PATTERN)
     space: str = "none"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Budget()
     resources: Resources = Resources()
@@ -134,8 +135,13 @@ class Spec(_Section):
                     TrainConfig.from_dict({**base, axis: value})
                 except ValueError as err:
                     raise ValueError(f"grid.{axis}: {err}") from None
+        for variant, overrides in self.variants.items():
+            try:
+                TrainConfig.from_dict({**base, **overrides})
+            except ValueError as err:
+                raise ValueError(f"variants.{variant}: {err}") from None
         space = get_space(self.space)
-        if self.grid and space.kind != "grid":
+        if (self.grid or self.variants) and space.kind != "grid":
             raise ValueError(
                 f"grid: extra grid axes need a grid space; {self.space!r} is an Optuna space"
             )

@@ -60,7 +60,7 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
 
 
@@ -128,7 +128,7 @@ def start_sweep_run(
     )
     run_id = run.info.run_id
     params = flatten(spec.model_dump(mode="json"), "spec.")
-    client.log_batch(run_id, params=[Param(k, _param_value(v)[:6000]) for k, v in params.items()])
+    client.log_batch(run_id, params=[Param(k, param_value(v)[:6000]) for k, v in params.items()])
     client.log_text(run_id, spec.to_yaml(), "spec.yaml")
     client.log_dict(run_id, space, "search_space.json")
     return run_id
@@ -196,7 +196,7 @@ class MlflowTrialLogger(Callback):
         )
         run_id = run.info.run_id
         flat = flatten(config)
-        params = [Param(k, _param_value(v)[:6000]) for k, v in flat.items()]
+        params = [Param(k, param_value(v)[:6000]) for k, v in flat.items()]
         hparams = [
             Metric(f"{HPARAM_PREFIX}{k}", float(v), 0, 0) for k, v in flat.items() if _numeric(v)
         ]

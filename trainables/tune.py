@@ -18,15 +18,19 @@ from ray import tune
 from .config import TrainConfig
 from .train import fit
 
-ADAPTER_KEYS = ("checkpoint_every", "search")
+ADAPTER_KEYS = ("checkpoint_every", "search", "variant")
 CHECKPOINT_FILE = "trial.pt"
 
 
 def split_config(config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """The training config, and the adapter's own settings, out of a Tune trial config."""
+    """The training config, and the adapter's own settings, out of a Tune trial config.
+
+    A ``variant`` (a named set of overrides, from a spec's ``variants``) is applied on top.
+    """
     settings = {k: config[k] for k in ADAPTER_KEYS if k in config}
     train_values = {k: v for k, v in config.items() if k not in ADAPTER_KEYS}
-    return TrainConfig.from_dict(train_values), settings
+    variant = {k: v for k, v in settings.get("variant", {}).items() if k != "name"}
+    return TrainConfig.from_dict({**train_values, **variant}), settings
 
 
 def _load(checkpoint: tune.Checkpoint) -> dict[str, Any]:

@@ -24,7 +24,6 @@ _KINDS = {
     "curve": "curve",
     "norm_grid": "norm_grid",
     "wins": "wins",
-    "script": "script",
 }
 
 

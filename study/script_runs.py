@@ -1,0 +1,89 @@
+"""MLflow runs for recipes that are scripts rather than sweeps (Figure 2, the LRD toy).
+
+A script trains in-process and records each configuration and seed as a
+trial run nested under the recipe's run, with the same tags a sweep's
+trials get, so :mod:`analysis.query` reads both alike. A configuration and
+seed that already finished is skipped: rerunning a script resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+from analysis.schema import CONFIG_TAG, KIND_TAG, PARENT_TAG, SEED_TAG, SWEEP_RUN_TAG
+
+from .spec import config_id
+from .tracking import experiment_id, flatten, param_value
+
+
+class ScriptRuns:
+    """Log one finished trial per (config, seed) under a recipe's parent run."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = experiment_id(self.client, experiment, tracking_uri)
+        self.parent_run_id = parent_run_id
+
+    def done(self, config: dict[str, Any]) -> bool:
+        """Whether this config (seed included) already has a finished run."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{KIND_TAG}` = 'trial' and tags.`{CONFIG_TAG}` = '{config_id(config)}' "
+                f"and tags.`{SEED_TAG}` = '{config.get('seed', 0)}' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
+        return bool(found)
+
+    def log(
+        self,
+        config: dict[str, Any],
+        metrics: dict[str, float],
+        histories: dict[str, list[float]] | None = None,
+        artifacts: dict[str, Any] | None = None,
+    ) -> str:
+        """Record a finished trial: params, final metrics, per-step histories, JSON artifacts."""
+        tags = {
+            KIND_TAG: "trial",
+            PARENT_TAG: self.parent_run_id,
+            SWEEP_RUN_TAG: self.parent_run_id,
+            CONFIG_TAG: config_id(config),
+            SEED_TAG: str(config.get("seed", 0)),
+        }
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        run_id = run.info.run_id
+        stamp = int(time.time() * 1000)
+        params = [Param(k, param_value(v)[:6000]) for k, v in flatten(config).items()]
+        values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+        for key, series in (histories or {}).items():
+            values += [Metric(key, float(v), stamp, step) for step, v in enumerate(series, 1)]
+        for start in range(0, max(len(values), 1), 900):
+            self.client.log_batch(
+                run_id, metrics=values[start : start + 900], params=params if start == 0 else []
+            )
+        with tempfile.TemporaryDirectory() as directory:
+            for name, content in (artifacts or {}).items():
+                path = Path(directory) / f"{name}.json"
+                path.write_text(json.dumps(content))
+                self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+        return run_id
+
+
+def load_json_artifact(tracking_uri: str, run_id: str, name: str) -> Any:
+    """A JSON artifact a script logged with :meth:`ScriptRuns.log`."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as directory:
+        path = client.download_artifacts(run_id, f"{name}.json", directory)
+        return json.loads(Path(path).read_text())

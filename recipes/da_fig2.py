@@ -19,8 +19,8 @@ import torch
 
 from analysis.aggregate import paired_comparison
 from analysis.claims import Claim, comparison_verdict
-from analysis.reports._common import intro
 from analysis.render import Report, mean_std
+from analysis.reports._common import intro
 from study.script_runs import ScriptRuns, load_json_artifact
 from trainables.config import TrainConfig
 from trainables.data import make_loader
@@ -52,7 +52,8 @@ def trial_config(function: str, activation: str, seed: int, options: dict[str, A
 def fit_and_predict(config: TrainConfig) -> dict[str, Any]:
     """Full-batch training for ``config.epochs`` steps; the fit on the test grid and its errors."""
     trial = build_trial(config)
-    train = make_loader(trial.data, "train", config.batch_size, device=trial.device, seed=config.seed)
+    device, seed = trial.device, config.seed
+    train = make_loader(trial.data, "train", config.batch_size, device=device, seed=seed)
     for epoch in range(config.epochs):
         train.set_epoch(epoch)
         train_epoch(trial, train)
@@ -74,7 +75,9 @@ def fit_and_predict(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def run(scale: str, options: dict[str, Any], tracking_uri: str, experiment: str, parent_run_id: str):
+def run(
+    scale: str, options: dict[str, Any], tracking_uri: str, experiment: str, parent_run_id: str
+) -> None:
     runs = ScriptRuns(tracking_uri, experiment, parent_run_id)
     for function in FUNCTIONS:
         for activation in ACTIVATIONS:
@@ -91,7 +94,9 @@ def run(scale: str, options: dict[str, Any], tracking_uri: str, experiment: str,
                 )
 
 
-def build_report(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, history) -> Report:
+def build_report(
+    meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, history
+) -> Report:
     finished = runs[runs["status"] == "FINISHED"].copy()
     finished["function"] = finished["param.dataset"].str.removeprefix("regression:")
     report = Report(

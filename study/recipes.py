@@ -2,7 +2,8 @@
 
 ``recipes/NAME.yaml`` holds ``defaults`` (spec fields every sweep shares),
 ``scales.quick`` and ``scales.paper`` (each with its ``parts``: partial specs,
-one sweep each) and ``report`` (what :mod:`analysis.reports` renders).
+one sweep each; ``extends: OTHER_PART`` starts from another part) and
+``report`` (what :mod:`analysis.reports` renders).
 ``recipes/NAME.py`` is a recipe that is not a sweep: it defines
 ``run(context)``.
 
@@ -78,10 +79,10 @@ class Recipe(BaseModel):
                 f"recipe {self.name!r} at {scale} has parts {list(chosen)}, not {unknown}"
             )
         specs = {}
-        for part, values in chosen.items():
+        for part in chosen:
             if parts and part not in parts:
                 continue
-            merged = _merge(self.defaults, values)
+            merged = _merge(self.defaults, self._resolve(chosen, part))
             merged.update(
                 name=f"{self.name}-{scale}-{part}",
                 experiment=self.experiment(scale),
@@ -92,6 +93,17 @@ class Recipe(BaseModel):
             except SpecError as err:
                 raise SpecError(f"recipe {self.name!r}, {scale} part {part!r}:\n{err}") from None
         return specs
+
+    @staticmethod
+    def _resolve(parts: dict[str, dict[str, Any]], part: str, seen: tuple[str, ...] = ()) -> dict:
+        """A part's values, with ``extends: OTHER`` resolved by deep-merging onto OTHER's values."""
+        values = dict(parts[part])
+        base = values.pop("extends", None)
+        if base is None:
+            return values
+        if base not in parts or base in seen:
+            raise SpecError(f"part {part!r} extends {base!r}, which is unknown or circular")
+        return _merge(Recipe._resolve(parts, base, (*seen, part)), values)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     eval_batch_size: int = 1024
+    eval_every: int = 1
 
     lrd_p: float = 1.0
     grad_dropout_p: float = 1.0
@@ -185,6 +186,15 @@ def _names(kind: str) -> list[str]:
     return lists[kind]()
 
 
+def _model_options(model: str) -> tuple[str, ...]:
+    from trainables.models import get_model_entry
+
+    try:
+        return get_model_entry(model).options
+    except ValueError:
+        return ()
+
+
 def _one_of(values: tuple[str, ...]) -> Callable[[TrainConfig], str]:
     return lambda _: f"choose one of {list(values)}"
 
@@ -205,6 +215,10 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
         lambda _: f"each must be one of {_names('augment')}",
     ),
     "model": (_registered("model"), lambda _: f"choose one of {_names('model')}"),
+    "arch": (
+        lambda v, c: set(v) <= set(_model_options(c.model)),
+        lambda c: f"model {c.model!r} takes options {sorted(_model_options(c.model))}",
+    ),
     "activation": (_registered("activation"), lambda _: f"choose one of {_names('activation')}"),
     "da_p": (
         lambda v, _: _number(v) and 0 < v <= 1,
@@ -238,6 +252,10 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
     "epochs": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
     "batch_size": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
     "eval_batch_size": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
+    "eval_every": (
+        lambda v, _: _integer(v) and v >= 1,
+        lambda _: "must be an integer >= 1 (epochs between evaluations; the last is always one)",
+    ),
     "lrd_p": (lambda v, _: _number(v) and 0 < v <= 1, lambda _: "LRD p must be in (0, 1]"),
     "grad_dropout_p": (lambda v, _: _number(v) and 0 < v <= 1, lambda _: "must be in (0, 1]"),
     "grad_noise_eta": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),

@@ -230,11 +230,12 @@ def fit(config: TrainConfig, resume: dict[str, Any] | None = None) -> Iterator[E
             reason = f"training loss became {metrics['train_loss']} in epoch {trial.epoch}"
             yield EpochReport(trial.epoch, metrics, trial.state_dict, failure=reason)
             return
-        for which, loader in eval_loaders.items():
-            metrics[f"{which}_loss"], metrics[f"{which}_error"] = evaluate(
-                trial.model, loader, trial.data.task
-            )
-        _track_best(trial, metrics)
+        if trial.epoch % config.eval_every == 0 or trial.epoch == config.epochs:
+            for which, loader in eval_loaders.items():
+                metrics[f"{which}_loss"], metrics[f"{which}_error"] = evaluate(
+                    trial.model, loader, trial.data.task
+                )
+            _track_best(trial, metrics)
         metrics.update(trial.best)
         yield EpochReport(trial.epoch, metrics, trial.state_dict)
 

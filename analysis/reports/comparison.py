@@ -4,8 +4,11 @@ Options: ``metric``, ``unit``; ``rows`` and ``groups`` (columns whose values
 make a table row, e.g. ``sweep.part`` and ``param.optimizer``) with their
 ``row_labels``/``group_labels``; ``arm`` (the compared column, e.g.
 ``param.activation``), ``arms`` (value -> label, in table order) and
-``baseline`` (a value of ``arm``); ``paper`` (row label -> [group label ->]
-arm label -> the paper's number); ``claim`` (a template with ``{method}``,
+``baseline`` (a value of ``arm``); ``pairs`` (``[method, baseline]`` arm labels
+to compare; default every arm against ``baseline``); ``paper`` (row label ->
+[group label ->] arm label -> the paper's number); ``directions`` (arm label,
+or group label -> arm label, -> +1/0/-1: the paper's direction where it gives
+no number; +1 by default); ``claim`` (a template with ``{method}``,
 ``{baseline}``, ``{row}``, ``{group}``).
 """
 
@@ -95,7 +98,7 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
     report.add_table(
         "paired",
         paired,
-        f"Against {arms[baseline]}, seed by seed",
+        "Method against baseline, seed by seed",
         "Δ = method − baseline in the table's unit, 95% t-interval over paired seeds; "
         "paired t-test and Wilcoxon signed-rank p-values; d_z = mean Δ / std Δ.",
     )
@@ -155,20 +158,32 @@ def _beside_paper(cells, slots, arms, options) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def _direction(options, group: str | None, method: str) -> int:
+    directions = options.get("directions") or {}
+    scoped = directions.get(group) if group is not None else None
+    if isinstance(scoped, dict) and method in scoped:
+        return int(scoped[method])
+    value = directions.get(method)
+    return int(value) if isinstance(value, (int, float)) else 1
+
+
 def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
     records, claims = [], []
-    base_name = arms[baseline]
     template = options.get("claim", "{method} beats {baseline} on {row}")
+    pairs = options.get("pairs") or [[name, arms[baseline]] for name in arms.values()]
     for row, group in slots:
-        base = cells.get((row, group, base_name))
-        for name in arms.values():
-            method = cells.get((row, group, name))
+        for name, base_name in pairs:
+            method, base = cells.get((row, group, name)), cells.get((row, group, base_name))
             if name == base_name or method is None or base is None:
                 continue
             comparison = paired_comparison(method.values, base.values)
             p_method, p_base = (_paper(options, row, group, n) for n in (name, base_name))
             known = p_method is not None and p_base is not None
-            direction = paper_direction(p_method, p_base, lower_is_better) if known else 1
+            direction = (
+                paper_direction(p_method, p_base, lower_is_better)
+                if known
+                else _direction(options, group, name)
+            )
             verdict, reason = comparison_verdict(comparison, lower_is_better, direction)
             interval = (
                 f"[{comparison.ci_low:+.2f}, {comparison.ci_high:+.2f}]"
@@ -179,6 +194,7 @@ def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
                 {
                     "row": _slot_label(row, group),
                     "method": name,
+                    "baseline": base_name,
                     "n": comparison.n,
                     "Δ": f"{comparison.mean_diff:+.2f}" if comparison.n else "n/a",
                     "95% CI": interval,
@@ -188,10 +204,11 @@ def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
                     "verdict": verdict,
                 }
             )
+            expected = {1: "better than", 0: "no different from", -1: "worse than"}[direction]
             paper_text = (
                 f"{p_method:g} vs {p_base:g} ({p_method - p_base:+.2f})"
                 if known
-                else "method better than baseline (no number for this setup)"
+                else f"{name} {expected} {base_name} (no number for this setup)"
             )
             measured = (
                 f"{method.stats.mean:.2f} vs {base.stats.mean:.2f} (Δ {comparison.mean_diff:+.2f}, "

@@ -20,6 +20,6 @@ from . import (
     vgg,  # noqa: F401
     wide_resnet,  # noqa: F401
 )
-from ._registry import build_model, list_models, register_model
+from ._registry import build_model, get_model_entry, list_models, register_model
 
-__all__ = ["build_model", "list_models", "register_model"]
+__all__ = ["build_model", "get_model_entry", "list_models", "register_model"]

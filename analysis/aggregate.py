@@ -46,7 +46,7 @@ def seed_stats(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedS
     mean = float(x.mean())
     if n == 1:
         return SeedStats(1, mean, math.nan, math.nan, math.nan, math.nan)
-    std = float(x.std(ddof=1))
+    std = 0.0 if np.ptp(x) == 0 else float(x.std(ddof=1))
     sem = std / math.sqrt(n)
     if sem == 0:
         return SeedStats(n, mean, std, sem, mean, mean)

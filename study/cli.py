@@ -174,6 +174,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.summary import write_summary
+
+    from .recipes import list_recipes, load_recipe
+
+    papers = {name: load_recipe(name).paper for name in list_recipes()}
+    print(write_summary(Path(args.reports), papers))
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from trainables.data import prepare_datasets
 
@@ -241,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", help="MLflow experiment (default: RECIPE-SCALE)")
     report.add_argument("--tracking-uri", default=None)
     report.set_defaults(run=cmd_report)
+
+    summary = commands.add_parser("summary", help="gather every report's verdicts in SUMMARY.md")
+    summary.add_argument("--reports", default="reports")
+    summary.set_defaults(run=cmd_summary)
 
     data = commands.add_parser("data", help="datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)

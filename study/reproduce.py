@@ -23,7 +23,7 @@ from analysis.reports import build_report
 from analysis.schema import KIND_TAG, RECIPE_TAG, TAG
 
 from .recipes import Recipe, load_recipe, load_script
-from .spec import resolve_locations
+from .spec import SpecError, resolve_locations
 from .tracking import experiment_id
 
 SCALE_TAG = f"{TAG}.scale"
@@ -48,6 +48,21 @@ def recipe_run(client: MlflowClient, experiment: str, recipe: Recipe, scale: str
     return client.create_run(exp_id, tags=tags, run_name=f"{recipe.name}-{scale}").info.run_id
 
 
+def _script_options(recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``options.KEY`` overrides: a script recipe's knobs; any other override is for sweeps."""
+    prefix = "options."
+    chosen = {
+        k.removeprefix(prefix): overrides.pop(k) for k in list(overrides) if k.startswith(prefix)
+    }
+    if chosen and recipe.script is None:
+        raise SpecError(f"recipe {recipe.name!r} is a sweep: it has no options {sorted(chosen)}")
+    if recipe.script is not None:
+        extra = sorted(set(overrides) - {"tracking_uri"})
+        if extra:
+            raise SpecError(f"recipe {recipe.name!r} is a script: set its options.*, not {extra}")
+    return chosen
+
+
 def _say(message: str) -> None:
     print(f"[reproduce] {message}", file=sys.stderr, flush=True)
 
@@ -64,8 +79,10 @@ def reproduce(
     from .runner import resume, shutdown, sweep, sweep_status
 
     recipe = load_recipe(name)
-    uri = resolve_locations({"tracking_uri": (overrides or {}).get("tracking_uri")})["tracking_uri"]
+    overrides = dict(overrides or {})
+    uri = resolve_locations({"tracking_uri": overrides.get("tracking_uri")})["tracking_uri"]
     experiment = recipe.experiment(scale)
+    options = {**recipe.scale(scale).options, **_script_options(recipe, overrides)}
     specs = {} if recipe.script is not None else recipe.specs(scale, overrides, parts)
     client = MlflowClient(uri)
     parent = recipe_run(client, experiment, recipe, scale, uri)
@@ -75,7 +92,7 @@ def reproduce(
         if recipe.script is not None:
             load_script(recipe).run(
                 scale=scale,
-                options=recipe.scale(scale).options,
+                options=options,
                 tracking_uri=uri,
                 experiment=experiment,
                 parent_run_id=parent,

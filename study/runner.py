@@ -25,6 +25,8 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace, get_space
+from trainables.config import TrainConfig
+from trainables.data import prepare_datasets
 from trainables.tune import train_trial
 
 from .cluster import connect
@@ -100,6 +102,27 @@ def _exists(spec: Spec) -> bool:
     return fs.get_file_info(root).type != pyarrow.fs.FileType.NotFound
 
 
+def datasets_of(spec: Spec) -> list[str]:
+    """Every dataset a sweep's trials will load."""
+    names = [spec.base_config().get("dataset", TrainConfig().dataset)]
+    names += list(spec.grid.get("dataset", []))
+    names += [v["dataset"] for v in spec.variants.values() if "dataset" in v]
+    return list(dict.fromkeys(names))
+
+
+def provision_data(spec: Spec) -> None:
+    """Before Ray starts, put offline datasets in place, or fail with how to get the missing ones.
+
+    Skipped for clusters, where the data lives on the workers' storage.
+    """
+    if spec.address is not None:
+        return
+    try:
+        prepare_datasets(datasets_of(spec), root=spec.train.get("data_dir"))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise SpecError(f"train.dataset: {err}") from None
+
+
 def _param_space(spec: Spec, space: SearchSpace) -> dict[str, Any]:
     config: dict[str, Any] = {**spec.base_config(), "checkpoint_every": spec.checkpoint_every}
     config.update(space.constants)
@@ -171,6 +194,7 @@ def sweep(
             )
         fs, root = _filesystem(spec.experiment_dir)
         fs.delete_dir(root)
+    provision_data(spec)
     connect(spec)
     client = MlflowClient(spec.tracking_uri)
     exp_id = experiment_id(client, spec.experiment_name, spec.tracking_uri)

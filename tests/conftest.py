@@ -14,3 +14,12 @@ def data_root(tmp_path_factory):
     names = ["mnist", "fashion_mnist"] if FASHION_MNIST_DIR.is_dir() else ["mnist"]
     prepare_datasets(names, root=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def grid_sweep(tmp_path_factory):
+    """A finished grid sweep (2 activations x 2 learning rates, one diverging, x 2 seeds) in a
+    temporary SQLite MLflow store; returns its directory."""
+    from tests.support import run_grid_sweep
+
+    return run_grid_sweep(tmp_path_factory.mktemp("grid"))

@@ -9,54 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import CONFIG_TAG, FAILURE_TAG, KIND_TAG, PARENT_TAG, SEED_TAG
 from study.cli import main
-
-TRAIN = {"dataset": "digits", "model": "pgrid_cnn", "batch_size": 64, "lr": 0.05}
-
-
-def write_spec(directory: Path, **values) -> Path:
-    spec = {"train": dict(TRAIN), "resources": {"cpus_per_trial": 1}, **values}
-    spec["budget"] = {"max_concurrent": 2, **values.get("budget", {})}
-    path = directory / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def locations(directory: Path) -> list[str]:
-    return [
-        "--tracking-uri",
-        f"sqlite:///{directory / 'mlruns.db'}",
-        "--storage-path",
-        str(directory / "ray_results"),
-        "--quiet",
-    ]
-
-
-def runs(directory: Path, experiment: str, kind: str):
-    client = MlflowClient(f"sqlite:///{directory / 'mlruns.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{kind}'", max_results=1000
-    )
-
-
-@pytest.fixture(scope="module")
-def grid_sweep(tmp_path_factory):
-    """A grid sweep with a diverging learning rate: 2 activations x 2 lrs x 2 seeds, 2 epochs."""
-    directory = tmp_path_factory.mktemp("grid")
-    spec = write_spec(
-        directory,
-        name="grid",
-        grid={"activation": ["relu", "drop_activation"], "lr": [0.05, 1.0e12]},
-        budget={"epochs": 2, "repeats": 2},
-    )
-    assert main(["sweep", str(spec), *locations(directory)]) == 0
-    return directory
+from tests.support import TRAIN, locations, runs, write_spec
 
 
 def test_mlflow_holds_one_parent_and_one_run_per_trial(grid_sweep):

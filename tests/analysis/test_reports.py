@@ -1,0 +1,193 @@
+"""Each report kind on hand-made runs: the tables hold the right numbers, verdicts follow them."""
+
+import pandas as pd
+import pytest
+
+from analysis.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from analysis.reports import build_report, list_report_kinds
+
+META = {"recipe": "demo", "scale": "quick", "title": "Demo", "experiment": "demo-quick"}
+
+
+def run(i, seed, value, **params) -> dict:
+    row = {"run_id": f"r{i}", "seed": seed, "status": "FINISHED", "metric.test_error": value}
+    row.update({f"param.{k}" if not k.startswith("sweep.") else k: v for k, v in params.items()})
+    return row
+
+
+def test_unknown_kind_lists_the_known():
+    with pytest.raises(ValueError, match="comparison"):
+        build_report(META, {"kind": "pie"}, pd.DataFrame())
+    assert {"comparison", "curve", "norm_grid", "wins"} <= set(list_report_kinds())
+
+
+class TestComparison:
+    OPTIONS = {
+        "kind": "comparison",
+        "unit": "error%",
+        "rows": ["sweep.part"],
+        "row_labels": {"p1": "Net A"},
+        "arm": "param.activation",
+        "arms": {"relu": "Baseline", "drop_activation": "DA"},
+        "baseline": "relu",
+        "paper": {"Net A": {"Baseline": 6.77, "DA": 6.25}},
+        "claim": "{method} lowers the error of {row}",
+    }
+
+    def runs(self, shift=-0.01):
+        base = [0.10, 0.11, 0.12, 0.10, 0.11]
+        rows = [
+            run(i, s, v, activation="relu", **{"sweep.part": "p1"})
+            for i, (s, v) in enumerate(enumerate(base))
+        ]
+        rows += [
+            run(
+                10 + i,
+                s,
+                v + shift + 0.001 * s,
+                activation="drop_activation",
+                **{"sweep.part": "p1"},
+            )
+            for i, (s, v) in enumerate(enumerate(base))
+        ]
+        rows.append(
+            {
+                **run(99, 7, float("nan"), activation="drop_activation"),
+                "sweep.part": "p1",
+                "status": "FAILED",
+            }
+        )
+        return pd.DataFrame(rows)
+
+    def test_tables_in_the_papers_layout_with_the_paper_beside(self):
+        report = build_report(META, self.OPTIONS, self.runs())
+        results = report.tables["results"]
+        assert results.iloc[0]["row"] == "Net A"
+        assert (
+            results.iloc[0]["DA"].startswith("**10.00 ± ") and "(1 failed)" in results.iloc[0]["DA"]
+        )
+        assert results.iloc[0]["Baseline"] == "10.80 ± 0.84"
+        beside = report.tables["vs_paper"].set_index("arm")
+        assert (
+            beside.loc["Baseline", "paper"] == "6.77"
+            and beside.loc["Baseline", "ours − paper"] == "+4.03"
+        )
+        paired = report.tables["paired"].iloc[0]
+        assert (paired["method"], paired["baseline"], paired["n"]) == ("DA", "Baseline", 5)
+        assert paired["Δ"] == "-0.80"
+
+    def test_a_consistent_improvement_supports_the_claim(self):
+        (claim,) = build_report(META, self.OPTIONS, self.runs()).claims
+        assert claim.verdict == SUPPORTED and claim.claim == "DA lowers the error of Net A"
+        assert claim.paper == "6.25 vs 6.77 (-0.52)"
+
+    def test_a_consistent_deterioration_contradicts_it(self):
+        (claim,) = build_report(META, self.OPTIONS, self.runs(shift=+0.01)).claims
+        assert claim.verdict == NOT_SUPPORTED
+
+    def test_figures_are_drawn(self):
+        report = build_report(META, self.OPTIONS, self.runs())
+        assert "comparison" in report.figures
+
+
+class TestCurve:
+    OPTIONS = {
+        "kind": "curve",
+        "unit": "error%",
+        "metric": "test_error",
+        "x": "param.da_p",
+        "optimum": 0.95,
+        "optimum_claim": "the best p is {optimum}",
+        "comparisons": [{"method_x": 0.95, "baseline_x": 1.0, "claim": "p=0.95 beats ReLU"}],
+    }
+
+    def runs(self, best=0.95):
+        rows, i = [], 0
+        for p in (0.8, 0.9, 0.95, 1.0):
+            for seed in range(4):
+                value = 0.10 + abs(p - best) * 0.2 + 0.001 * seed
+                rows.append(run(i, seed, value, da_p=str(p)))
+                i += 1
+        return pd.DataFrame(rows)
+
+    def test_the_optimum_where_the_paper_puts_it_is_supported(self):
+        report = build_report(META, self.OPTIONS, self.runs())
+        optimum, comparison = report.claims
+        assert optimum.verdict == SUPPORTED and "p = 0.95" in optimum.measured
+        assert comparison.verdict == SUPPORTED
+        table = report.tables["curve"]
+        assert table.loc[table["x"] == "0.95", "ours"].iloc[0].startswith("**")
+        assert "curve" in report.figures
+
+    def test_an_optimum_elsewhere_is_not_supported(self):
+        optimum, _ = build_report(META, self.OPTIONS, self.runs(best=0.8)).claims
+        assert optimum.verdict == NOT_SUPPORTED and "p = 0.8" in optimum.measured
+
+
+def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
+    options = {
+        "kind": "norm_grid",
+        "unit": "error",
+        "rows": "param.activation",
+        "row_labels": {"relu": "ReLU"},
+        "columns": "param.variant.name",
+        "column_order": ["none", "bn", "vcl n=2"],
+        "paper": {"all": {"ReLU": {"bn": 0.0778, "vcl n=2": 0.0780}}},
+        "comparisons": [
+            {"method": "vcl n=2", "baseline": "bn", "claim": "{activation}: VCL vs BN"}
+        ],
+    }
+    rows, i = [], 0
+    for variant, level in (("none", 0.09), ("bn", 0.08), ("vcl n=2", 0.081)):
+        for seed in range(4):
+            rows.append(
+                {
+                    **run(i, seed, level + 0.002 * (seed % 2), activation="relu"),
+                    "param.variant.name": variant,
+                }
+            )
+            i += 1
+    report = build_report(META, options, pd.DataFrame(rows))
+    grid = report.tables["grid_all"]
+    assert list(grid.columns) == ["activation", "none", "bn", "vcl n=2"]
+    assert grid.iloc[0]["bn"].startswith("**") and grid.iloc[1]["vcl n=2"] == "0.078"
+    (claim,) = report.claims
+    assert claim.claim == "ReLU: VCL vs BN"
+    assert claim.verdict in (NOT_SUPPORTED, SUPPORTED)
+
+
+def test_wins_counts_the_lowest_norm_per_dataset_and_sign_tests_the_claim():
+    options = {
+        "kind": "wins",
+        "unit": "error%",
+        "metric": "test_error",
+        "datasets": "param.dataset",
+        "activations": "param.activation",
+        "norms": "param.variant.name",
+        "norm_order": ["none", "bn", "vcl"],
+        "claims": [{"method": "vcl", "baseline": "bn", "claim": "{activation}: VCL beats BN"}],
+    }
+    rows, i = [], 0
+    for d in range(6):
+        for norm, level in (("none", 0.3), ("bn", 0.2), ("vcl", 0.1)):
+            rows.append(
+                {
+                    **run(i, 0, level + d / 100, activation="relu", dataset=f"d{d}"),
+                    "param.variant.name": norm,
+                }
+            )
+            i += 1
+    report = build_report(META, options, pd.DataFrame(rows))
+    wins = report.tables["wins"].set_index("normalization")
+    assert (wins.loc["vcl", "relu"], wins.loc["bn", "relu"], wins.loc["none", "relu"]) == (6, 0, 0)
+    (claim,) = report.claims
+    assert claim.verdict == SUPPORTED and "vcl better on 6" in claim.measured
+
+
+def test_a_single_seed_never_yields_a_verdict_other_than_inconclusive():
+    rows = [
+        run(0, 0, 0.1, activation="relu", **{"sweep.part": "p"}),
+        run(1, 0, 0.05, activation="drop_activation", **{"sweep.part": "p"}),
+    ]
+    (claim,) = build_report(META, TestComparison.OPTIONS, pd.DataFrame(rows)).claims
+    assert claim.verdict == INCONCLUSIVE

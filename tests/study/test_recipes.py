@@ -1,0 +1,104 @@
+"""Recipes: every file parses at both scales; a reduced version of each runs end to end."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.schema import KIND_TAG
+from study.cli import main
+from study.recipes import Recipe, list_recipes, load_recipe
+from study.reproduce import report, reproduce
+from study.spec import SpecError
+
+EXPECTED = {
+    "da_pgrid", "da_table1", "da_table2", "da_table4", "da_fig2", "lrd_table1", "lrd_table2",
+    "lrd_table3", "lrd_dg", "lrd_toy", "vcl_table2", "vcl_uci", "joint",
+}  # fmt: skip
+SCRIPT_OPTIONS = {
+    "da_fig2": {"seeds": 2, "steps": 20},
+    "lrd_toy": {"seeds": 2, "steps": 200, "grid_per_axis": 5},
+}
+
+
+def test_every_paper_artifact_has_a_recipe_at_both_scales():
+    assert set(list_recipes()) >= EXPECTED
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        assert set(recipe.scales) == {"quick", "paper"}
+        if recipe.script is None:
+            for scale in recipe.scales:
+                assert recipe.specs(scale)
+
+
+def test_recipe_list_shows_scales_and_costs(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in EXPECTED) and " m " in out
+
+
+def test_parts_extend_other_parts():
+    recipe = load_recipe("da_table1")
+    specs = recipe.specs("paper", parts=["c100_resnet164"])
+    train = specs["c100_resnet164"].train
+    assert (train["dataset"], train["model"], train["arch"]) == (
+        "cifar100",
+        "resnet",
+        {"depth": 164},
+    )
+    assert train["milestones"] == [81, 122] and specs["c100_resnet164"].budget.epochs == 164
+
+
+def test_unknown_recipe_scale_or_part_is_a_clear_error():
+    with pytest.raises(SpecError, match="unknown recipe 'nope'; choose one of"):
+        load_recipe("nope")
+    with pytest.raises(SpecError, match="has parts"):
+        load_recipe("lrd_table1").specs("quick", parts=["cifar10"])
+    with pytest.raises(SpecError, match="circular"):
+        Recipe._resolve({"a": {"extends": "b"}, "b": {"extends": "a"}}, "a")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, data_root):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REGSTUDY_DATA_DIR", str(data_root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    return tmp_path
+
+
+def reduced(name: str) -> dict:
+    if name in SCRIPT_OPTIONS:
+        return {f"options.{k}": v for k, v in SCRIPT_OPTIONS[name].items()}
+    return {"budget.epochs": 1, "budget.repeats": 2, "train.train_subset": 256}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_reduced_recipe_runs_end_to_end_and_reports(workdir, name):
+    written = reproduce(name, "quick", reduced(name), out_dir=workdir / "reports" / name)
+    names = {p.name for p in written}
+    assert {"README.md", "claims.json"} <= names
+    assert any(n.endswith(".csv") for n in names) and any(n.endswith(".png") for n in names)
+    readme = (workdir / "reports" / name / "README.md").read_text()
+    assert readme.startswith("# ") and "study reproduce" in readme
+    claims = json.loads((workdir / "reports" / name / "claims.json").read_text())
+    assert all(c["verdict"] in ("supported", "not supported", "inconclusive") for c in claims)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name(f"{name}-quick")
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`{KIND_TAG}` = 'recipe'")
+    assert parent.info.status == "FINISHED"
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/README.md" in logged
+
+
+def test_report_rerenders_the_same_tables_from_mlflow_alone(workdir):
+    first = workdir / "first"
+    reproduce("lrd_dg", "quick", reduced("lrd_dg"), out_dir=first)
+    second = workdir / "second"
+    report("lrd_dg", "quick", out_dir=second)
+    for table in ("results", "vs_paper", "paired"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(first / f"{table}.csv"), pd.read_csv(second / f"{table}.csv")
+        )
+    assert Path(second / "README.md").read_text() == Path(first / "README.md").read_text()

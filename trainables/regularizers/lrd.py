@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -30,10 +31,28 @@ from ._wrapper import OptimizerWrapper, check_keep_probability
 def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """A 0/1 mask shaped and typed like ``like``, each element 1 with probability ``p``.
 
-    Drawn as ``rand < p`` in place, so it is already in ``like``'s dtype: on CPU,
-    float arithmetic with it is several times faster than bool ``where``.
+    Returned in ``like``'s dtype: on CPU, float arithmetic with it is several
+    times faster than a bool ``where``. On CPU the bits come from numpy's SFC64
+    (seeded by one draw of ``generator``, so the stream stays checkpointable):
+    an element is kept when a uniform 32-bit word is below ``round(p * 2**32)``,
+    a keep probability exact to 2**-33, finer than ``torch.rand`` (2**-24) and
+    about five times cheaper here, where drawing the mask is most of LRD's cost.
     """
-    return torch.rand(like.shape, device=like.device, generator=generator).lt_(p).to(like.dtype)
+    if like.device.type != "cpu":
+        return torch.rand(like.shape, device=like.device, generator=generator).lt_(p).to(like.dtype)
+    seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
+    words = np.random.Generator(np.random.SFC64(seed)).bit_generator.random_raw(
+        (like.numel() + 1) // 2
+    )
+    keep = words.view(np.uint32)[: like.numel()] < np.uint32(min(round(p * 2**32), 2**32 - 1))
+    return (
+        torch.from_numpy(keep.astype(_NUMPY_DTYPES.get(like.dtype, np.float32)))
+        .view(like.shape)
+        .to(like.dtype)
+    )
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 
 class LearningRateDropout(OptimizerWrapper):

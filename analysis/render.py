@@ -22,19 +22,27 @@ from matplotlib.figure import Figure
 
 from .claims import Claim
 
-# How a stored error fraction is shown, and whether lower is better in that unit.
+# How a stored error fraction is shown: conversion, whether lower is better, axis label.
 UNITS: dict[str, tuple[Callable[[float], float], bool, str]] = {
-    "error%": (lambda v: 100.0 * v, True, "test error (%)"),
-    "accuracy%": (lambda v: 100.0 * (1.0 - v), False, "test accuracy (%)"),
-    "error": (lambda v: v, True, "test error"),
-    "mse": (lambda v: v, True, "test MSE"),
+    "error%": (lambda v: 100.0 * v, True, "{error} (%)"),
+    "accuracy%": (lambda v: 100.0 * (1.0 - v), False, "{accuracy} (%)"),
+    "error": (lambda v: v, True, "{error}"),
+}
+METRIC_NAMES = {
+    "val_error": ("validation error", "validation accuracy"),
+    "test_error": ("test error", "test accuracy"),
+    "best_val_error": ("best validation error", "best validation accuracy"),
+    "test_error_at_best": ("test error at the best epoch", "test accuracy at the best epoch"),
 }
 
 
-def unit(name: str) -> tuple[Callable[[float], float], bool, str]:
+def unit(name: str, metric: str = "test_error") -> tuple[Callable[[float], float], bool, str]:
+    """``(convert, lower_is_better, label)`` for showing ``metric`` in unit ``name``."""
     if name not in UNITS:
         raise ValueError(f"unknown unit {name!r}; choose one of {sorted(UNITS)}")
-    return UNITS[name]
+    convert, lower_is_better, template = UNITS[name]
+    error, accuracy = METRIC_NAMES.get(metric.removeprefix("metric."), (metric, metric))
+    return convert, lower_is_better, template.format(error=error, accuracy=accuracy)
 
 
 def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:

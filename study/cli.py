@@ -161,7 +161,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for text in args.set or []:
         key, value = parse_assignment(text)
         overrides[key] = value
-    reproduce(args.recipe, args.scale, overrides, args.part, verbose=0 if args.quiet else 1)
+    reproduce(
+        args.recipe,
+        args.scale,
+        overrides,
+        args.part,
+        verbose=0 if args.quiet else 1,
+        fresh=args.fresh,
+    )
     return 0
 
 
@@ -245,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--tracking-uri", default=None)
     reproduce.add_argument("--set", action="append", metavar="FIELD=VALUE")
     reproduce.add_argument("--quiet", action="store_true")
+    reproduce.add_argument(
+        "--fresh", action="store_true", help="rerun finished or changed parts from scratch"
+    )
     reproduce.set_defaults(run=cmd_reproduce)
 
     report = commands.add_parser("report", help="re-render a recipe's report from MLflow alone")

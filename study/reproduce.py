@@ -17,7 +17,7 @@ from typing import Any
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from analysis.query import metric_histories, trial_runs
+from analysis.query import metric_histories, sweep_runs, trial_runs
 from analysis.render import write_report
 from analysis.reports import build_report
 from analysis.schema import KIND_TAG, RECIPE_TAG, TAG
@@ -27,6 +27,7 @@ from .spec import SpecError, resolve_locations
 from .tracking import experiment_id
 
 SCALE_TAG = f"{TAG}.scale"
+PART_TAG = f"{TAG}.part"
 
 
 def reports_dir() -> Path:
@@ -74,8 +75,13 @@ def reproduce(
     parts: list[str] | None = None,
     out_dir: Path | None = None,
     verbose: int = 0,
+    fresh: bool = False,
 ) -> list[Path]:
-    """Run (or resume, or reuse) every sweep of recipe ``name`` at ``scale``, then report it."""
+    """Run (or resume, or reuse) every sweep of recipe ``name`` at ``scale``, then report it.
+
+    A part whose recipe changed since it ran (``stale``) is an error unless ``fresh``, which
+    reruns it (and any finished part) from scratch; the report then uses the new sweep only.
+    """
     from .runner import resume, shutdown, sweep, sweep_status
 
     recipe = load_recipe(name)
@@ -100,8 +106,13 @@ def reproduce(
         for part, spec in specs.items():
             status = sweep_status(spec)
             _say(f"{recipe.name} {scale} part {part}: {status}")
-            if status == "absent":
-                sweep(spec, verbose=verbose, parent_run_id=parent)
+            if status == "stale" and not fresh:
+                raise SpecError(
+                    f"recipe {recipe.name!r} part {part!r} changed since its sweep ran; "
+                    "rerun it with --fresh"
+                )
+            if status == "absent" or (fresh and status != "unfinished"):
+                sweep(spec, overwrite=fresh, verbose=verbose, parent_run_id=parent)
             elif status == "unfinished":
                 resume(spec.name, spec.storage_path, verbose=verbose)
             shutdown()
@@ -112,6 +123,19 @@ def reproduce(
     written = report(name, scale, tracking_uri=uri, out_dir=out_dir)
     client.set_terminated(parent, status=RunStatus.to_string(RunStatus.FINISHED))
     return written
+
+
+def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
+    """The trial runs a report reflects: for a sweep recipe, those of the newest sweep of each
+    part the recipe still has at this scale (a rerun part's older sweeps stay in MLflow)."""
+    runs = trial_runs(uri, experiment).to_pandas()
+    if recipe.script is not None or runs.empty:
+        return runs
+    latest: dict[str, str] = {}
+    for sweep_run in sweep_runs(uri, experiment):
+        latest.setdefault(sweep_run.data.tags.get(PART_TAG, ""), sweep_run.info.run_id)
+    keep = {run_id for part, run_id in latest.items() if part in recipe.scale(scale).parts}
+    return runs[runs["sweep_run_id"].isin(keep)].reset_index(drop=True)
 
 
 def report(
@@ -125,7 +149,7 @@ def report(
     recipe = load_recipe(name)
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
-    runs = trial_runs(uri, experiment).to_pandas()
+    runs = current_runs(recipe, scale, uri, experiment)
     meta = {
         "recipe": recipe.name,
         "scale": scale,

@@ -86,13 +86,16 @@ def read_record(name: str, storage_path: str) -> dict[str, Any]:
 
 
 def sweep_status(spec: Spec) -> str:
-    """``absent``, ``finished`` or ``unfinished``: what a new ``study reproduce`` should do."""
+    """What a new ``study reproduce`` should do with this sweep: it is ``absent``,
+    ``finished``, ``unfinished``, or ``stale`` (it ran under a different spec)."""
     if not _exists(spec):
         return "absent"
     try:
         record = read_record(spec.name, spec.storage_path)
     except SpecError:
         return "absent"
+    if record["spec"] != spec.model_dump(mode="json"):
+        return "stale"
     run = MlflowClient(spec.tracking_uri).get_run(record["sweep_run_id"])
     return "finished" if run.info.status == "FINISHED" else "unfinished"
 

@@ -49,7 +49,7 @@ def label(value: Any, labels: dict[str, str] | None) -> str:
 
 
 def units(options: dict[str, Any]) -> tuple[Callable[[float], float], bool, str]:
-    return unit(options.get("unit", "error%"))
+    return unit(options.get("unit", "error%"), options.get("metric", "test_error"))
 
 
 def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "") -> str:

@@ -1,4 +1,4 @@
-"""The ``study`` command: sweep, resume, best, server, data.
+"""The ``study`` command: sweep, resume, best, server, reproduce, report, summary, data.
 
 Every spec field can be set from the command line: the common ones have
 their own flag, and ``--set section.field=value`` reaches any of them (the

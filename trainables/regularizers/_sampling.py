@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-CHUNK_DRAWS = 1 << 16
+CHUNK_DRAWS = 1 << 22
 
 
 def _geometric_chunks(numel: int, rate: float, seed: int) -> Iterator[torch.Tensor]:

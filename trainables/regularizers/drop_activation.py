@@ -28,7 +28,7 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-BACKWARD_CHUNK = 1 << 18
+BACKWARD_CHUNK = 1 << 20
 
 
 class _DropActivationFunction(torch.autograd.Function):

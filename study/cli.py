@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="run a paper recipe and render its report")
     reproduce.add_argument("recipe", nargs="?", help="recipe name (see --list)")
     reproduce.add_argument("--list", action="store_true", help="the recipes, scales and costs")
-    reproduce.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    reproduce.add_argument("--scale", default="quick", help="quick, paper, or a recipe's own")
     reproduce.add_argument("--part", action="append", help="only these parts of the recipe")
     reproduce.add_argument("--address", help="Ray cluster address (default: local Ray)")
     reproduce.add_argument("--repeats", type=int, help="seeds per config")
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="re-render a recipe's report from MLflow alone")
     report.add_argument("recipe")
-    report.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    report.add_argument("--scale", default="quick", help="quick, paper, or a recipe's own")
     report.add_argument("--experiment", help="MLflow experiment (default: RECIPE-SCALE)")
     report.add_argument("--tracking-uri", default=None)
     report.set_defaults(run=cmd_report)

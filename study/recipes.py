@@ -1,11 +1,10 @@
 """Recipes: one file per paper artifact, each a set of sweeps at two scales plus how to report them.
 
 ``recipes/NAME.yaml`` holds ``defaults`` (spec fields every sweep shares),
-``scales.quick`` and ``scales.paper`` (each with its ``parts``: partial specs,
-one sweep each; ``extends: OTHER_PART`` starts from another part) and
-``report`` (what :mod:`analysis.reports` renders).
-``recipes/NAME.py`` is a recipe that is not a sweep: it defines
-``run(context)``.
+``scales`` (``quick`` and ``paper``, and any others it wants, each with its
+``parts``: partial specs, one sweep each; ``extends: OTHER_PART`` starts from
+another part) and ``report`` (what :mod:`analysis.reports` renders). A script
+recipe names ``script: NAME.py``, which defines ``run(...)`` and ``build_report(...)``.
 
 Every sweep of a recipe at a scale logs to the MLflow experiment
 ``NAME-SCALE`` under one parent run of kind ``recipe``, and is named
@@ -20,15 +19,14 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .spec import NAME_PATTERN, Spec, SpecError, build_spec
 
 SCALES = ("quick", "paper")
-Scale = Literal["quick", "paper"]
 
 
 def recipes_dir() -> Path:
@@ -56,9 +54,17 @@ class Recipe(BaseModel):
     artifact: str
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
-    scales: dict[Scale, ScaleSpec]
+    scales: dict[str, ScaleSpec]
     report: dict[str, Any] = Field(default_factory=dict)
     script: Path | None = None
+
+    @field_validator("scales")
+    @classmethod
+    def _both_scales(cls, value: dict[str, ScaleSpec]) -> dict[str, ScaleSpec]:
+        missing = [s for s in SCALES if s not in value]
+        if missing:
+            raise ValueError(f"a recipe needs the scales {list(SCALES)}; missing {missing}")
+        return value
 
     def experiment(self, scale: str) -> str:
         return f"{self.name}-{scale}"

@@ -67,7 +67,43 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
-class DeviceLoader:
+class _EpochLoader:
+    """What both loaders share: batch size, seeded per-epoch order and augmentation, transform."""
+
+    def __init__(
+        self,
+        size: int,
+        is_image: bool,
+        batch_size: int,
+        shuffle: bool,
+        augment: str | Sequence[str] | Augment | None,
+        device: str | torch.device,
+        seed: int,
+        drop_last: bool,
+        mean: Tensor | Sequence[float] | None,
+        std: Tensor | Sequence[float] | None,
+    ) -> None:
+        _check_batch_size(batch_size)
+        self.size = size
+        self.device = torch.device(device)
+        self.batch_size, self.shuffle, self.drop_last, self.seed = (
+            batch_size,
+            shuffle,
+            drop_last,
+            seed,
+        )
+        self.transform = BatchTransform(as_augment(augment), mean, std, is_image, self.device)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = self.size
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+class DeviceLoader(_EpochLoader):
     """A whole in-memory split on ``device``; batches gathered, augmented and normalised there."""
 
     def __init__(
@@ -86,25 +122,12 @@ class DeviceLoader:
             raise TypeError(
                 f"DeviceLoader needs an in-memory Split, got {split!r}; use TorchLoader"
             )
-        _check_batch_size(batch_size)
-        self.device = torch.device(device)
+        super().__init__(
+            len(split), split.is_image, batch_size, shuffle, augment, device, seed, drop_last,
+            mean, std,
+        )  # fmt: skip
         self.inputs = split.inputs.to(self.device)
         self.targets = split.targets.to(self.device)
-        self.batch_size, self.shuffle, self.drop_last, self.seed = (
-            batch_size,
-            shuffle,
-            drop_last,
-            seed,
-        )
-        self.transform = BatchTransform(as_augment(augment), mean, std, split.is_image, self.device)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.targets)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         order_gen, augment_gen, _ = epoch_generators(self.seed, self.epoch, self.device)
@@ -116,7 +139,7 @@ class DeviceLoader:
             yield self.transform(self.inputs[index], augment_gen), self.targets[index]
 
 
-class TorchLoader:
+class TorchLoader(_EpochLoader):
     """A torch DataLoader over a file-backed (or any) split, with DeviceLoader's interface."""
 
     def __init__(
@@ -132,29 +155,16 @@ class TorchLoader:
         std: Tensor | Sequence[float] | None = None,
         num_workers: int = 0,
     ) -> None:
-        _check_batch_size(batch_size)
         self.dataset = (
             split.dataset
             if isinstance(split, LazySplit)
             else TensorDataset(split.inputs, split.targets)
         )
-        self.device = torch.device(device)
-        self.batch_size, self.shuffle, self.drop_last, self.seed = (
-            batch_size,
-            shuffle,
-            drop_last,
-            seed,
-        )
+        super().__init__(
+            len(self.dataset), split.is_image, batch_size, shuffle, augment, device, seed,
+            drop_last, mean, std,
+        )  # fmt: skip
         self.num_workers = num_workers
-        self.transform = BatchTransform(as_augment(augment), mean, std, split.is_image, self.device)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         order_gen, augment_gen, worker_gen = epoch_generators(self.seed, self.epoch, self.device)

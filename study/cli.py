@@ -142,14 +142,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     if args.list or not args.recipe:
-        print(f"{'recipe':14s} {'paper':5s} {'artifact':10s} {'quick':>8s} {'paper':>9s}  title")
+        print(f"{'recipe':12s} {'paper artifact':15s} scales (estimated minutes on their machine)")
         for name in list_recipes():
             recipe = load_recipe(name)
-            minutes = {s: recipe.scales[s].estimate_minutes for s in recipe.scales}
-            print(
-                f"{name:14s} {recipe.paper:5s} {recipe.artifact:10s} "
-                f"{minutes.get('quick', 0):6.0f} m {minutes.get('paper', 0):7.0f} m  {recipe.title}"
-            )
+            scales = ", ".join(f"{s} {c.estimate_minutes:g}" for s, c in recipe.scales.items())
+            print(f"{name:12s} {recipe.paper.upper():4s} {recipe.artifact:10s} {scales}")
         return 0
     overrides: dict[str, Any] = {}
     if args.address:

@@ -36,7 +36,7 @@ def test_every_paper_artifact_has_a_recipe_at_both_scales():
 def test_recipe_list_shows_scales_and_costs(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in EXPECTED) and " m " in out
+    assert all(name in out for name in EXPECTED) and "quick " in out and "paper " in out
 
 
 def test_parts_extend_other_parts():

@@ -102,3 +102,7 @@ def test_report_rerenders_the_same_tables_from_mlflow_alone(workdir):
             pd.read_csv(first / f"{table}.csv"), pd.read_csv(second / f"{table}.csv")
         )
     assert Path(second / "README.md").read_text() == Path(first / "README.md").read_text()
+    with pytest.raises(SpecError, match="changed since its sweep ran; rerun it with --fresh"):
+        reproduce("lrd_dg", "quick", {**reduced("lrd_dg"), "budget.epochs": 2}, out_dir=first)
+    with pytest.raises(SpecError, match="is a sweep: it has no options"):
+        reproduce("lrd_dg", "quick", {"options.seeds": 2}, out_dir=first)

@@ -41,6 +41,15 @@ def paper_direction(method: float | None, baseline: float | None, lower_is_bette
     return 1 if better else -1
 
 
+def claim_text(if_better: str, direction: int, method: str, baseline: str, where: str) -> str:
+    """The claim as the paper makes it: ``if_better`` when it reports the method better, else
+    that the method is worse than (or no different from) the baseline ``where``."""
+    if direction > 0:
+        return if_better
+    relation = "worse than" if direction < 0 else "no different from"
+    return f"{method} is {relation} {baseline}{where}, as the paper reports"
+
+
 def _fmt(value: float) -> str:
     return f"{value:+.3g}"
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..aggregate import paired_comparison
-from ..claims import Claim, comparison_verdict, paper_direction
+from ..claims import Claim, claim_text, comparison_verdict, paper_direction
 from ..plots import grouped_bars, learning_curves
 from ..render import Report
 from ._common import Cell, as_text, cell, intro, label, metric_column, require, units
@@ -214,7 +214,13 @@ def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
                 f"{method.stats.mean:.2f} vs {base.stats.mean:.2f} (Δ {comparison.mean_diff:+.2f}, "
                 f"95% CI {interval}, n={comparison.n})"
             )
-            text = template.format(method=name, baseline=base_name, row=row, group=group or "")
+            text = claim_text(
+                template.format(method=name, baseline=base_name, row=row, group=group or ""),
+                direction,
+                name,
+                base_name,
+                f" on {_slot_label(row, group)}",
+            )
             claims.append(
                 Claim(meta["recipe"], meta["scale"], text, paper_text, measured, verdict, reason)
             )

@@ -21,6 +21,7 @@ from ..claims import (
     NOT_SUPPORTED,
     SUPPORTED,
     Claim,
+    claim_text,
     comparison_verdict,
     paper_direction,
 )
@@ -181,7 +182,13 @@ def _comparison_claims(cells, options, lower_is_better, meta) -> list[Claim]:
             Claim(
                 meta["recipe"],
                 meta["scale"],
-                spec["claim"],
+                claim_text(
+                    spec["claim"],
+                    direction,
+                    f"p = {spec['method_x']:g}",
+                    f"p = {spec['baseline_x']:g}",
+                    "" if line == ALL else f" ({line})",
+                ),
                 f"{p_method:g} vs {p_base:g}" if known else "method better than baseline",
                 f"{method.text()} vs {base.text()} "
                 f"(Δ {comparison.mean_diff:+.2f}, n={comparison.n})",

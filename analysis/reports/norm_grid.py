@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..aggregate import paired_comparison
-from ..claims import Claim, comparison_verdict, paper_direction
+from ..claims import Claim, claim_text, comparison_verdict, paper_direction
 from ..plots import heatmap
 from ..render import Report
 from ._common import Cell, as_text, cell, intro, label, metric_column, require, units
@@ -98,7 +98,13 @@ def _claims(cells, panel, options, lower_is_better, meta) -> list[Claim]:
                 Claim(
                     meta["recipe"],
                     meta["scale"],
-                    spec["claim"].format(activation=row, panel=panel),
+                    claim_text(
+                        spec["claim"].format(activation=row, panel=panel),
+                        direction,
+                        method_name,
+                        base_name,
+                        f" for {row} on {panel}",
+                    ),
                     f"{p_method:g} vs {p_base:g}" if known else "method better than baseline",
                     f"{method.text(3)} vs {base.text(3)} (Δ {comparison.mean_diff:+.3f}, "
                     f"n={comparison.n})",

@@ -152,7 +152,7 @@ def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
     assert list(grid.columns) == ["activation", "none", "bn", "vcl n=2"]
     assert grid.iloc[0]["bn"].startswith("**") and grid.iloc[1]["vcl n=2"] == "0.078"
     (claim,) = report.claims
-    assert claim.claim == "ReLU: VCL vs BN"
+    assert claim.claim == "vcl n=2 is worse than bn for ReLU on all, as the paper reports"
     assert claim.verdict in (NOT_SUPPORTED, SUPPORTED)
 
 

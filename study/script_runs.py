@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import CONFIG_TAG, KIND_TAG, PARENT_TAG, SEED_TAG, SWEEP_RUN_TAG
 
 from .spec import config_id
-from .tracking import experiment_id, flatten, param_value
+from .tracking import as_params, experiment_id, flatten
 
 
 class ScriptRuns:
@@ -63,7 +63,7 @@ class ScriptRuns:
         run = self.client.create_run(self.experiment_id, tags=tags)
         run_id = run.info.run_id
         stamp = int(time.time() * 1000)
-        params = [Param(k, param_value(v)[:6000]) for k, v in flatten(config).items()]
+        params = as_params(flatten(config))
         values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
         for key, series in (histories or {}).items():
             values += [Metric(key, float(v), stamp, step) for step, v in enumerate(series, 1)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import time
 from importlib import metadata
@@ -60,8 +61,18 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def param_key(key: str) -> str:
+    """An MLflow-legal param name: characters outside ``[A-Za-z0-9_-. :/]`` become ``_``."""
+    return re.sub(r"[^\w\-. :/]", "_", key)
+
+
 def param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def as_params(values: dict[str, Any]) -> list[Param]:
+    """Flat values as MLflow params: legal names, JSON for containers, within MLflow's length."""
+    return [Param(param_key(k), param_value(v)[:6000]) for k, v in values.items()]
 
 
 def _numeric(value: Any) -> bool:
@@ -128,7 +139,7 @@ def start_sweep_run(
     )
     run_id = run.info.run_id
     params = flatten(spec.model_dump(mode="json"), "spec.")
-    client.log_batch(run_id, params=[Param(k, param_value(v)[:6000]) for k, v in params.items()])
+    client.log_batch(run_id, params=as_params(params))
     client.log_text(run_id, spec.to_yaml(), "spec.yaml")
     client.log_dict(run_id, space, "search_space.json")
     return run_id
@@ -196,7 +207,7 @@ class MlflowTrialLogger(Callback):
         )
         run_id = run.info.run_id
         flat = flatten(config)
-        params = [Param(k, param_value(v)[:6000]) for k, v in flat.items()]
+        params = as_params(flat)
         hparams = [
             Metric(f"{HPARAM_PREFIX}{k}", float(v), 0, 0) for k, v in flat.items() if _numeric(v)
         ]

@@ -52,8 +52,12 @@ def curve_with_band(
     title: str = "",
     mark_best: str = "min",
     reference_x: float | None = None,
+    paper: dict | None = None,
 ) -> Figure:
-    """``mean`` against ``x`` (one line per ``line`` value) with a shaded 95% CI; best marked."""
+    """``mean`` against ``x`` (one line per ``line`` value) with a shaded 95% CI; best marked.
+
+    ``paper`` (line value, or None for a single line, -> x -> value) is drawn dashed beside it.
+    """
     fig, ax = plt.subplots(figsize=(6.5, 4))
     lines = [None] if line is None else list(dict.fromkeys(frame[line]))
     for name in lines:
@@ -64,6 +68,18 @@ def curve_with_band(
         high = part["ci_high"].fillna(part["mean"]).to_numpy()
         (drawn,) = ax.plot(xs, ys, marker="o", label=None if name is None else str(name))
         ax.fill_between(xs, low, high, alpha=0.2, color=drawn.get_color())
+        reference = (paper or {}).get(name)
+        if reference:
+            px = sorted(float(k) for k in reference)
+            ax.plot(
+                px,
+                [reference[k] for k in px],
+                linestyle="--",
+                marker="x",
+                color=drawn.get_color(),
+                alpha=0.7,
+                label=f"paper{'' if name is None else f' ({name})'}",
+            )
         if len(ys) and not np.all(np.isnan(ys)):
             best = int(np.nanargmin(ys) if mark_best == "min" else np.nanargmax(ys))
             ax.plot(xs[best], ys[best], marker="*", markersize=16, color=drawn.get_color())
@@ -82,7 +98,7 @@ def curve_with_band(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if line is not None or reference_x is not None:
+    if line is not None or reference_x is not None or paper:
         ax.legend(fontsize=8)
     return fig
 

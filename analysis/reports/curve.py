@@ -77,11 +77,20 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
             meta["title"],
             "min" if lower_is_better else "max",
             options.get("optimum"),
+            paper=_paper_lines(options, lines),
         )
         report.add_figure("curve", figure, "The curve, 95% confidence band, optimum starred")
     report.claims = _optimum_claims(cells, options, lower_is_better, meta)
     report.claims += _comparison_claims(cells, options, lower_is_better, meta)
     return report
+
+
+def _paper_lines(options: dict[str, Any], lines: str | None) -> dict | None:
+    """The paper's values keyed as the figure's lines are (None for a single line)."""
+    paper = options.get("paper") or {}
+    if not paper:
+        return None
+    return {(None if lines is None else line): as_float_keys(v) for line, v in paper.items()}
 
 
 def _best(cells: dict[tuple[str, float], Cell], line: str, lower_is_better: bool):

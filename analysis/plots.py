@@ -6,7 +6,6 @@ Every function returns a matplotlib ``Figure``; :mod:`analysis.render` saves it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import matplotlib
 
@@ -140,17 +139,3 @@ def learning_curves(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def scatter_paths(
-    paths: Sequence[np.ndarray], reached: Sequence[bool], title: str, ax=None
-) -> Figure:
-    """2-D optimization paths, green where they reached the target and red where they did not."""
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 4))
-    for path, ok in zip(paths, reached):
-        ax.plot(path[:, 0], path[:, 1], color="tab:green" if ok else "tab:red", alpha=0.5, lw=0.8)
-        ax.plot(path[0, 0], path[0, 1], "k.", markersize=3)
-    ax.set_title(title, fontsize=9)
-    return fig if fig is not None else ax.figure

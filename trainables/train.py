@@ -36,10 +36,6 @@ from .optim import make_optimizer, make_scheduler
 from .regularizers import clip_grad_norm_per_layer_, disturb_labels, vcl_penalty
 
 
-class DivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
 @dataclass
 class EpochReport:
     """What one epoch measured, and a snapshot function for checkpointing after it.

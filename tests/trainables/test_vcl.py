@@ -189,6 +189,28 @@ class TestPerLayerClipping:
         assert layer_norm.norm().item() == pytest.approx(1.0, rel=1e-5)
         assert torch.all(model[1].weight.grad == 0.1)
 
+    def test_matches_torch_clipping_layer_by_layer(self):
+        torch.manual_seed(7)
+        model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Linear(6, 3, bias=False))
+        grads = [3 * torch.randn_like(p) for p in model.parameters()]
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        expected_norms = []
+        reference = [g.clone() for g in grads]
+        start = 0
+        for module in model:
+            count = len(list(module.parameters(recurse=False)))
+            layer = reference[start : start + count]
+            total = torch.linalg.vector_norm(torch.cat([g.view(-1) for g in layer])).item()
+            for g in layer:
+                g.mul_(min(1.0, 1.0 / (total + 1e-6)))
+            expected_norms.append(total)
+            start += count
+        norms = clip_grad_norm_per_layer_(model, 1.0)
+        assert norms.tolist() == pytest.approx(expected_norms, rel=1e-6)
+        for p, g in zip(model.parameters(), reference):
+            assert torch.allclose(p.grad, g, rtol=1e-6, atol=1e-7)
+
     def test_invalid_max_norm(self):
         with pytest.raises(ValueError, match="max_norm"):
             clip_grad_norm_per_layer_(nn.Linear(2, 2), 0.0)

@@ -146,6 +146,53 @@ def drop_activation_rows(device: torch.device, rounds: int) -> list[Row]:
     return rows
 
 
+PGRID_ACTIVATIONS = ((128, 32, 32, 32), (128, 64, 16, 16), (128, 128, 8, 8), (128, 1000))
+
+
+def drop_activation_breakdown(rounds: int) -> list[Row]:
+    """Where Drop-Activation's extra time goes, per p-grid training step (all four activations):
+    drawing the identity positions, copying them back, and the backward's extra pass."""
+    from trainables.regularizers._sampling import bernoulli_positions
+
+    xs = [torch.randn(shape) for shape in PGRID_ACTIVATIONS]
+    positions = [bernoulli_positions(x.numel(), 0.05, x.device) for x in xs]
+    outs = [torch.relu(x) for x in xs]
+
+    def sample() -> None:
+        for x in xs:
+            bernoulli_positions(x.numel(), 0.05, x.device)
+
+    def copy_back() -> None:
+        for x, out, pos in zip(xs, outs, positions):
+            out.view(-1).index_copy_(0, pos, x.view(-1).index_select(0, pos))
+
+    def extra_backward_pass() -> None:
+        for out in outs:
+            out.abs()
+
+    def relu_forward_backward() -> None:
+        for x in xs:
+            torch.ops.aten.threshold_backward(x, torch.relu(x), 0)
+
+    timings = interleaved(
+        {
+            "sample": sample,
+            "copy": copy_back,
+            "abs": extra_backward_pass,
+            "relu": relu_forward_backward,
+        },
+        rounds,
+    )
+    ms = {name: t.median_s * 1e3 for name, t in timings.items()}
+    where = "p-grid activations, batch 128, ms per step"
+    return [
+        ("DA: drawing identity positions", where, ms["sample"], None),
+        ("DA: copying them back", where, ms["copy"], None),
+        ("DA: backward's extra pass (|out|)", where, ms["abs"], None),
+        ("ReLU forward + backward itself", where, ms["relu"], None),
+    ]
+
+
 def lrd_rows(device: torch.device, rounds: int, batch: int) -> list[Row]:
     makers = {
         "SGDM": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4),
@@ -220,7 +267,7 @@ def render(rows: list[Row], device: torch.device) -> str:
     lines = [
         f"Measured on {machine(device)}, torch {torch.__version__}, {device.type}.",
         "",
-        "| ratio | setup | measured | goal |",
+        "| what | setup | measured | goal |",
         "|---|---|---|---|",
     ]
     for what, setup, value, goal in rows:
@@ -239,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     rows = drop_activation_rows(device, args.rounds)
+    if device.type == "cpu":
+        rows += drop_activation_breakdown(args.rounds)
     rows += vcl_rows(device, args.rounds)
     rows += lrd_rows(device, args.lrd_rounds, args.lrd_batch)
     if device.type == "cuda":

@@ -55,7 +55,8 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
         values.setdefault(slot, {})[as_text(norm)] = _selected(frame, options, column, convert)
     names = order + sorted({n for per in values.values() for n in per} - set(order))
 
-    per_dataset, wins = [], {a: dict.fromkeys(names, 0) for _, a in values}
+    per_dataset = []
+    wins = {a: dict.fromkeys(names, 0) for a in _activation_order(values, options)}
     for (dataset, activation), per in sorted(values.items()):
         scores = {n: v for n, v in per.items() if not math.isnan(v)}
         best = (min if lower_is_better else max)(scores.values()) if scores else None
@@ -113,12 +114,18 @@ def _wins_figure(wins, names):
     return fig
 
 
+def _activation_order(values, options) -> list[str]:
+    order = list((options.get("activation_labels") or {}).values())
+    present = {a for _, a in values}
+    return [a for a in order if a in present] + sorted(present - set(order))
+
+
 def _claims(values, options, lower_is_better, meta) -> list[Claim]:
     claims = []
     paper = options.get("paper") or {}
     for spec in options.get("claims", []):
         method, baseline = as_text(spec["method"]), as_text(spec["baseline"])
-        for activation in dict.fromkeys(a for _, a in values):
+        for activation in _activation_order(values, options):
             better = worse = 0
             for (_, act), per in values.items():
                 m, b = per.get(method, math.nan), per.get(baseline, math.nan)

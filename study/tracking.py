@@ -259,9 +259,16 @@ class MlflowTrialLogger(Callback):
 
 
 def _error_text(trial) -> str:
-    try:
-        error = trial.get_pickled_error() or trial.get_error()
-    except Exception:
-        error = None
-    text = str(error or "trial errored (no error file)").strip()
-    return text.splitlines()[-1] if text else "trial errored"
+    """The last line of the trial's error: Ray writes it to the trial's local directory
+    before callbacks run, and syncs it to storage only later."""
+    text = ""
+    for path in (trial.error_file, trial.pickled_error_file):
+        if path and Path(path).is_file() and path.endswith(".txt"):
+            text = Path(path).read_text()
+    if not text:
+        try:
+            text = str(trial.get_pickled_error() or trial.get_error() or "")
+        except Exception:
+            text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "trial errored (no error recorded)"

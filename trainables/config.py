@@ -113,6 +113,11 @@ class TrainConfig:
     def uses_vcl(self) -> bool:
         return self.norm == "vcl"
 
+    def augment_options_in_use(self) -> dict[str, float]:
+        """The ``augment_options`` of the augmentations in ``augment`` (``cutout_size`` only
+        with ``cutout``), so one option set can serve variants with and without an op."""
+        return {k: v for k, v in self.augment_options.items() if k.split("_")[0] in self.augment}
+
     def activation_options(self) -> dict[str, Any]:
         return _ACTIVATION_OPTIONS.get(self.activation, _no_options)(self)
 
@@ -213,6 +218,10 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
     "augment": (
         lambda v, _: all(a in _names("augment") for a in v),
         lambda _: f"each must be one of {_names('augment')}",
+    ),
+    "augment_options": (
+        lambda v, _: all(k.split("_")[0] in _names("augment") for k in v),
+        lambda _: f"keys are <augmentation>_<option>, augmentation one of {_names('augment')}",
     ),
     "model": (_registered("model"), lambda _: f"choose one of {_names('model')}"),
     "arch": (

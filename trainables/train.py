@@ -201,7 +201,7 @@ def fit(config: TrainConfig, resume: dict[str, Any] | None = None) -> Iterator[E
     if resume is not None:
         trial.load_state_dict(resume)
     loader_options = {"device": trial.device, "seed": config.seed}
-    augment = Augment(config.augment or "none", **config.augment_options)
+    augment = Augment(config.augment or "none", **config.augment_options_in_use())
     train_loader = make_loader(
         trial.data,
         "train",

@@ -210,10 +210,14 @@ def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
                 if known
                 else f"{name} {expected} {base_name} (no number for this setup)"
             )
-            measured = (
-                f"{method.stats.mean:.2f} vs {base.stats.mean:.2f} (Δ {comparison.mean_diff:+.2f}, "
-                f"95% CI {interval}, n={comparison.n})"
+            delta = (
+                f"Δ {comparison.mean_diff:+.2f}, 95% CI {interval}, n={comparison.n}"
+                if comparison.n
+                else "no seed finished both"
             )
+            measured = f"{method.text()} vs {base.text()} ({delta})"
+            if method.stats.n == 0 and method.failed:
+                reason = f"every run of {name} failed ({method.failed}): nothing to compare"
             text = claim_text(
                 template.format(method=name, baseline=base_name, row=row, group=group or ""),
                 direction,

@@ -6,7 +6,8 @@ make a table row, e.g. ``sweep.part`` and ``param.optimizer``) with their
 ``param.activation``), ``arms`` (value -> label, in table order) and
 ``baseline`` (a value of ``arm``); ``pairs`` (``[method, baseline]`` arm labels
 to compare; default every arm against ``baseline``); ``paper`` (row label ->
-[group label ->] arm label -> the paper's number); ``directions`` (arm label,
+[group label ->] arm label -> the paper's number); ``paper_proxy`` (row label ->
+the paper row whose numbers stand in for it); ``directions`` (arm label,
 or group label -> arm label, -> +1/0/-1: the paper's direction where it gives
 no number; +1 by default); ``claim`` (a template with ``{method}``,
 ``{baseline}``, ``{row}``, ``{group}``).
@@ -37,8 +38,14 @@ def _ordered(values: list[str], labels: dict[str, str] | None) -> list[str]:
     return sorted(set(values), key=lambda v: (order.index(v) if v in order else len(order), v))
 
 
+def _paper_row(options: dict[str, Any], row: str) -> str:
+    """The paper row whose numbers stand for ``row`` (itself, or its ``paper_proxy``)."""
+    paper = options.get("paper") or {}
+    return row if row in paper else (options.get("paper_proxy") or {}).get(row, row)
+
+
 def _paper(options: dict[str, Any], row: str, group: str | None, arm: str) -> float | None:
-    entry = (options.get("paper") or {}).get(row)
+    entry = (options.get("paper") or {}).get(_paper_row(options, row))
     if entry is None:
         return None
     if group is not None:
@@ -152,6 +159,7 @@ def _beside_paper(cells, slots, arms, options) -> pd.DataFrame:
                     "ours": c.text(),
                     "seeds": c.stats.n,
                     "paper": "" if paper is None else f"{paper:g}",
+                    "paper setup": "" if paper is None else _paper_row(options, row),
                     "ours − paper": diff,
                 }
             )
@@ -205,8 +213,10 @@ def _paired(cells, slots, arms, baseline, options, lower_is_better, meta):
                 }
             )
             expected = {1: "better than", 0: "no different from", -1: "worse than"}[direction]
+            proxy = _paper_row(options, row)
             paper_text = (
                 f"{p_method:g} vs {p_base:g} ({p_method - p_base:+.2f})"
+                + ("" if proxy == row else f" on {proxy}")
                 if known
                 else f"{name} {expected} {base_name} (no number for this setup)"
             )

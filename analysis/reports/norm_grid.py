@@ -11,6 +11,7 @@ in every row of every panel.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -40,7 +41,7 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
     report = Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
     for panel in dict.fromkeys(p for p, _, _ in cells):
         table, means = _panel(cells, panel, names, options, lower_is_better)
-        slug = panel.lower().replace(" ", "_").replace("-", "_")
+        slug = re.sub(r"[^a-z0-9]+", "_", panel.lower()).strip("_")
         report.add_table(
             f"grid_{slug}",
             table,

@@ -94,6 +94,22 @@ class ClassifierHead(nn.Sequential):
         )
 
 
+INITS = ("default", "he")
+
+
+def init_weights(model: nn.Module, init: str, name: str) -> None:
+    """``"he"``: He-normal (fan-in, ReLU gain) conv and linear weights, zero biases, the scheme
+    that keeps a plain (unnormalised) deep net trainable; ``"default"``: PyTorch's own."""
+    check_choice(name, "init", init, INITS)
+    if init == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def init_he_fan_out(model: nn.Module) -> None:
     """He-normal (fan-out) conv weights and zero biases, as in He's, WRN's and DenseNet's code."""
     for module in model.modules():

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from trainables.layers import ActivationFactory, NormFactory
 
-from ._common import Shape, check_positive_int, check_probability, image_shape
+from ._common import Shape, check_positive_int, check_probability, image_shape, init_weights
 from ._registry import register_model
 
 HIDDEN_STACKS: tuple[tuple[tuple[int, int], ...], ...] = (
@@ -98,9 +98,10 @@ def elu_cnn(
     *,
     dropout: Sequence[float] = PAPER_DROPOUT,
     widen_factor: int = 1,
+    init: str = "he",
 ) -> nn.Module:
     """ELU-11; ``dropout`` per hidden stack; ``widen_factor`` 2 widens all but the first layer as
-    the VCL reference code does."""
+    the VCL reference code does; He-initialised (``init="he"``), as the ELU paper's nets."""
     channels, _, _ = image_shape(in_shape, "elu_cnn")
     is_sequence = isinstance(dropout, Sequence) and not isinstance(dropout, (str, bytes))
     if not is_sequence or len(dropout) != len(HIDDEN_STACKS):
@@ -110,4 +111,6 @@ def elu_cnn(
         )
     rates = [check_probability("elu_cnn", "dropout", rate) for rate in dropout]
     widen_factor = check_positive_int("elu_cnn", "widen_factor", widen_factor)
-    return EluCNN(channels, num_classes, act, norm, rates, widen_factor)
+    model = EluCNN(channels, num_classes, act, norm, rates, widen_factor)
+    init_weights(model, init, "elu_cnn")
+    return model

@@ -14,7 +14,14 @@ from torch import Tensor, nn
 
 from trainables.layers import ActivationFactory, NormFactory
 
-from ._common import Shape, check_choice, check_positive_int, check_probability, flat_features
+from ._common import (
+    Shape,
+    check_choice,
+    check_positive_int,
+    check_probability,
+    flat_features,
+    init_weights,
+)
 from ._registry import register_model
 
 DropoutLayers = Literal["last", "all"]
@@ -36,7 +43,7 @@ class MLP(nn.Module):
         super().__init__()
         self.flatten = nn.Flatten()
         layers, features = [], in_features
-        self_normalizing = isinstance(act(), nn.SELU)
+        self.self_normalizing = self_normalizing = isinstance(act(), nn.SELU)
         for i, width in enumerate(hidden):
             layer = nn.Sequential(
                 nn.Linear(features, width, bias=norm.conv_bias), norm.make(width, 1), act()
@@ -79,16 +86,22 @@ def mlp(
     depth: int = 4,
     dropout: float = 0.0,
     dropout_layers: DropoutLayers = "last",
+    init: str = "he",
 ) -> nn.Module:
     """``depth`` hidden layers of ``width`` (VCL UCI: 256 wide, depth 4, 8 or 16).
 
     VCL's UCI runs: ReLU/ELU with ``dropout=0.5`` on the last hidden layer;
     SELU with alpha-dropout 0.05 on every hidden layer (``dropout_layers="all"``).
+    Weights are He-initialised (``init="he"``) so that the unnormalised nets train, or
+    LeCun-initialised with SELU, whatever ``init`` says.
     """
     width = check_positive_int("mlp", "width", width)
     depth = check_positive_int("mlp", "depth", depth)
     dropout = check_probability("mlp", "dropout", dropout)
     check_choice("mlp", "dropout_layers", dropout_layers, ("last", "all"))
-    return MLP(
+    model = MLP(
         flat_features(in_shape), (width,) * depth, num_classes, act, norm, dropout, dropout_layers
     )
+    if not model.self_normalizing:
+        init_weights(model, init, "mlp")
+    return model

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from trainables.layers import ActivationFactory, NormFactory
 
-from ._common import Shape, conv_norm_act, image_shape
+from ._common import Shape, conv_norm_act, image_shape, init_weights
 from ._registry import register_model
 
 FILTERS = (32, 64, 128)
@@ -49,10 +49,21 @@ class PGridCNN(nn.Module):
 
 @register_model
 def pgrid_cnn(
-    num_classes: int, in_shape: Shape, act: ActivationFactory, norm: NormFactory
+    num_classes: int,
+    in_shape: Shape,
+    act: ActivationFactory,
+    norm: NormFactory,
+    *,
+    init: str = "default",
 ) -> nn.Module:
-    """The Figure 5 net for any image size of at least 8x8 (three 2x2 poolings)."""
+    """The Figure 5 net for any image size of at least 8x8 (three 2x2 poolings).
+
+    ``init="he"`` for use without batchnorm: with PyTorch's default init the signal
+    fades through its poolings and the unnormalised net barely trains.
+    """
     channels, height, width = image_shape(in_shape, "pgrid_cnn")
     if min(height, width) < 2 ** len(FILTERS):
         raise ValueError(f"pgrid_cnn needs inputs of at least 8x8, got {height}x{width}")
-    return PGridCNN((channels, height, width), num_classes, act, norm)
+    model = PGridCNN((channels, height, width), num_classes, act, norm)
+    init_weights(model, init, "pgrid_cnn")
+    return model

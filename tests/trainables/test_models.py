@@ -379,3 +379,20 @@ def test_registering_a_name_twice_or_a_wrong_signature_fails():
 
     with pytest.raises(TypeError, match="takes"):
         register_model(wrong)
+
+
+@pytest.mark.parametrize("name", ["pgrid_cnn", "mlp", "elu_cnn"])
+def test_he_init_gives_fan_in_variance(name):
+    """He-normal: std = sqrt(2 / fan_in); over a weight of n elements the sample std is within
+    a few 1/sqrt(2n) of it (n >= 800 here: 5 * 0.025 = 12.5% bound)."""
+    torch.manual_seed(0)
+    model = build_model(name, 10, (3, 32, 32), norm="none", init="he")
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and module.weight.numel() >= 800:
+            fan_in = module.weight[0].numel()
+            assert module.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.125)
+
+
+def test_unknown_init_lists_the_choices():
+    with pytest.raises(ValueError, match="init"):
+        build_model("pgrid_cnn", 10, (3, 32, 32), init="xavier")

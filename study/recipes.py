@@ -112,11 +112,18 @@ class Recipe(BaseModel):
         return _merge(Recipe._resolve(parts, base, (*seen, part)), values)
 
 
+WHOLE = frozenset({"arch"})
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: sections (dicts) merge key by key, anything else is replaced."""
+    """Deep merge: sections (dicts) merge key by key, anything else is replaced.
+
+    An ``arch`` is replaced whole: a part that names a new architecture must not inherit the
+    options of its base's (a ResNeXt extending a DenseNet part takes no ``growth_rate``).
+    """
     merged = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in WHOLE:
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

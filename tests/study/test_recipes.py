@@ -27,7 +27,7 @@ def test_every_paper_artifact_has_a_recipe_at_both_scales():
     assert set(list_recipes()) >= EXPECTED
     for name in list_recipes():
         recipe = load_recipe(name)
-        assert set(recipe.scales) == {"quick", "paper"}
+        assert set(recipe.scales) >= {"quick", "paper"}
         if recipe.script is None:
             for scale in recipe.scales:
                 assert recipe.specs(scale)
@@ -49,6 +49,12 @@ def test_parts_extend_other_parts():
         {"depth": 164},
     )
     assert train["milestones"] == [81, 122] and specs["c100_resnet164"].budget.epochs == 164
+
+
+def test_a_part_naming_another_architecture_does_not_inherit_its_base_options():
+    resnext = load_recipe("da_table1").specs("paper", parts=["c10_resnext29"])["c10_resnext29"]
+    assert resnext.train["arch"] == {"depth": 29, "cardinality": 8, "base_width": 64}
+    assert resnext.train["milestones"] == [150, 225] and resnext.budget.epochs == 300
 
 
 def test_unknown_recipe_scale_or_part_is_a_clear_error():

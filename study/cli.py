@@ -146,7 +146,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         for name in list_recipes():
             recipe = load_recipe(name)
             scales = ", ".join(f"{s} {c.estimate_minutes:g}" for s, c in recipe.scales.items())
-            print(f"{name:12s} {recipe.paper.upper():4s} {recipe.artifact:10s} {scales}")
+            source = "—" if recipe.paper == "none" else recipe.paper.upper()
+            print(f"{name:12s} {source:4s} {recipe.artifact:10s} {scales}")
         return 0
     overrides: dict[str, Any] = {}
     if args.address:

@@ -13,6 +13,8 @@ import torch
 
 from .spec import Spec, SpecError
 
+_started_here = False
+
 
 def _check(spec: Spec, cpus: float, gpus: float, where: str) -> None:
     asked = spec.resources
@@ -40,9 +42,11 @@ def check_local_resources(spec: Spec) -> None:
 def connect(spec: Spec) -> dict[str, float]:
     """Start or join Ray for ``spec``; return its resources, or shut down if they fall short.
 
+    A Ray session already open in this process (a notebook's, a test suite's) is used as it is.
     Trial output stays in the trials' own logs (``log_to_driver=False``): the
     driver prints Tune's status and one line per finished trial instead.
     """
+    global _started_here
     check_local_resources(spec)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # A diverged trial's last report has no validation metrics; the spec already checked the name.
@@ -52,11 +56,20 @@ def connect(spec: Spec) -> dict[str, float]:
             ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)
+        _started_here = True
     resources = ray.cluster_resources()
     try:
         where = "the Ray cluster" if spec.address else "the local Ray instance"
         _check(spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0), where)
     except SpecError:
-        ray.shutdown()
+        disconnect()
         raise
     return resources
+
+
+def disconnect() -> None:
+    """Shut Ray down if :func:`connect` started it; a session the caller opened stays open."""
+    global _started_here
+    if _started_here and ray.is_initialized():
+        ray.shutdown()
+    _started_here = False

@@ -16,7 +16,6 @@ from typing import Any
 
 import optuna
 import pyarrow.fs
-import ray
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -29,7 +28,7 @@ from trainables.config import TrainConfig
 from trainables.data import prepare_datasets
 from trainables.tune import train_trial
 
-from .cluster import connect
+from .cluster import connect, disconnect
 from .progress import ProgressPrinter
 from .searchers import SeedRepeater
 from .spec import Spec, SpecError
@@ -286,5 +285,4 @@ def resume(name: str, storage_path: str = "ray_results", verbose: int = 1) -> Sw
 
 
 def shutdown() -> None:
-    if ray.is_initialized():
-        ray.shutdown()
+    disconnect()

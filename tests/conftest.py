@@ -23,3 +23,17 @@ def grid_sweep(tmp_path_factory):
     from tests.support import run_grid_sweep
 
     return run_grid_sweep(tmp_path_factory.mktemp("grid"))
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray session for a module's sweeps (``study`` reuses an open session rather
+    than starting one per sweep); shut down with the module so other modules start clean."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()

@@ -113,6 +113,12 @@ class TrainConfig:
     def uses_vcl(self) -> bool:
         return self.norm == "vcl"
 
+    @property
+    def needs_full_batches(self) -> bool:
+        """Batch statistics (batchnorm, VCL's two subsets) need every training batch whole: a
+        last batch of one sample would fail batchnorm, one under 2n would fail VCL."""
+        return self.norm in ("bn", "vcl")
+
     def augment_options_in_use(self) -> dict[str, float]:
         """The ``augment_options`` of the augmentations in ``augment`` (``cutout_size`` only
         with ``cutout``), so one option set can serve variants with and without an op."""

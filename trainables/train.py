@@ -207,9 +207,14 @@ def fit(config: TrainConfig, resume: dict[str, Any] | None = None) -> Iterator[E
         "train",
         config.batch_size,
         augment=augment,
-        drop_last=config.uses_vcl,
+        drop_last=config.needs_full_batches,
         **loader_options,
     )
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"batch_size={config.batch_size} exceeds the {len(trial.data.train)} training samples; "
+            f"norm={config.norm!r} trains on full batches only"
+        )
     eval_loaders = {
         which: make_loader(trial.data, which, config.eval_batch_size, **loader_options)
         for which in ("val", "test")

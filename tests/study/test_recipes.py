@@ -13,6 +13,8 @@ from study.recipes import Recipe, list_recipes, load_recipe
 from study.reproduce import report, reproduce
 from study.spec import SpecError
 
+pytestmark = pytest.mark.usefixtures("ray_session")
+
 EXPECTED = {
     "da_pgrid", "da_table1", "da_table2", "da_table4", "da_fig2", "lrd_table1", "lrd_table2",
     "lrd_table3", "lrd_dg", "lrd_toy", "vcl_table2", "vcl_uci", "joint",

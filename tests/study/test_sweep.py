@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import ray
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import CONFIG_TAG, FAILURE_TAG, KIND_TAG, PARENT_TAG, SEED_TAG
 from study.cli import main
 from tests.support import TRAIN, locations, runs, write_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def test_mlflow_holds_one_parent_and_one_run_per_trial(grid_sweep):
@@ -85,6 +89,7 @@ def test_optuna_sweep_runs_each_sampled_config_with_every_seed(tmp_path):
         budget={"epochs": 1, "repeats": 2, "num_samples": 2},
     )
     assert main(["sweep", str(spec), *locations(tmp_path), "--no-best"]) == 0
+    assert ray.is_initialized(), "a sweep must leave a Ray session it did not start open"
     _, trials = runs(tmp_path, "tpe", "trial")
     assert len(trials) == 4
     by_config: dict[str, set[str]] = {}

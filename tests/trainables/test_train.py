@@ -89,6 +89,14 @@ def test_divergence_stops_the_trial_with_its_reason():
     assert not math.isfinite(reports[0].metrics["train_loss"])
 
 
+def test_batch_statistics_train_on_full_batches_only():
+    odd = {**FAST, "model": "mlp", "norm": "bn", "train_subset": 129}
+    (report,) = run(TrainConfig(**odd, epochs=1))
+    assert report.failure is None and math.isfinite(report.metrics["train_loss"])
+    with pytest.raises(ValueError, match="batch_size=256 exceeds the 129 training samples"):
+        run(TrainConfig(**{**odd, "batch_size": 256}, epochs=1))
+
+
 def test_vcl_penalty_is_reported_only_with_vcl():
     plain = run(TrainConfig(**FAST, epochs=1))[0].metrics
     vcl = run(TrainConfig(**FAST, epochs=1, norm="vcl"))[0].metrics

@@ -65,6 +65,16 @@ def comparison_verdict(
     low, high = comparison.ci_low, comparison.ci_high
     interval = f"95% CI of the paired difference [{_fmt(low)}, {_fmt(high)}] (n={n}"
     interval += f", paired t p={comparison.t_pvalue:.2g})"
+    if _no_spread(comparison):
+        # Identical differences (a discrete metric on a small test set) give a zero-width
+        # t-interval whatever n is; only the count of seeds agreeing in sign is evidence then.
+        sign_p = 2 * 0.5**n
+        interval = (
+            f"all {n} paired differences equal {_fmt(comparison.mean_diff)} (no spread for a "
+            f"t-interval; sign test p={sign_p:.2g})"
+        )
+        if sign_p >= 0.05:
+            return INCONCLUSIVE, f"{interval}: too few seeds to decide"
     better = high < 0 if lower_is_better else low > 0
     worse = low > 0 if lower_is_better else high < 0
     if direction == 0:
@@ -77,6 +87,11 @@ def comparison_verdict(
     if disagrees:
         return NOT_SUPPORTED, f"{interval} excludes 0 on the opposite side"
     return INCONCLUSIVE, f"{interval} includes 0 at this scale"
+
+
+def _no_spread(comparison: PairedComparison) -> bool:
+    width = comparison.ci_high - comparison.ci_low
+    return comparison.mean_diff != 0 and width <= 1e-9 * abs(comparison.mean_diff)
 
 
 def count_verdict(wins: int, losses: int, claim_more: bool = True) -> tuple[str, str]:

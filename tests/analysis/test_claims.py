@@ -38,6 +38,20 @@ def test_too_few_seeds_is_inconclusive_and_says_so():
     assert verdict == INCONCLUSIVE and "1 paired seed" in reason
 
 
+def test_identical_differences_are_judged_by_a_sign_test_not_a_zero_width_interval():
+    """Two seeds that both lose 8 of 360 test images more give a zero-width t-interval; the sign
+    test over two seeds (p = 0.5) cannot decide. Six seeds all on one side can (p = 0.031)."""
+    from analysis.aggregate import paired_comparison
+
+    two = paired_comparison({0: 0.031, 1: 0.031}, {0: 0.008, 1: 0.008})
+    verdict, reason = comparison_verdict(two, lower_is_better=True)
+    assert verdict == INCONCLUSIVE and "all 2 paired differences equal" in reason
+    assert "sign test p=0.5" in reason
+    six = paired_comparison(dict.fromkeys(range(6), 0.031), dict.fromkeys(range(6), 0.008))
+    assert comparison_verdict(six, lower_is_better=True)[0] == NOT_SUPPORTED
+    assert comparison_verdict(six, lower_is_better=True, direction=-1)[0] == SUPPORTED
+
+
 def test_paper_direction():
     assert paper_direction(6.25, 6.77, lower_is_better=True) == 1
     assert paper_direction(8.90, 8.81, lower_is_better=True) == -1

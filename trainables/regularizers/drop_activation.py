@@ -28,15 +28,11 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-BACKWARD_CHUNK = 1 << 20
-
-
 class _DropActivationFunction(torch.autograd.Function):
     """relu(x) with a Bernoulli(1 - p) subset of elements passed through unchanged.
 
     Backward keeps only the output, as ``torch.relu`` does: the gradient passes
     where the output is nonzero, i.e. where x > 0 or the element is identity.
-    Both directions work in chunks, so their temporaries stay small.
     """
 
     @staticmethod
@@ -59,19 +55,10 @@ class _DropActivationFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         (out,) = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        grad_in = torch.empty_like(out)
-        flat_grad_out, flat_out, flat_grad_in = grad_out.view(-1), out.view(-1), grad_in.view(-1)
-        magnitude = out.new_empty(min(BACKWARD_CHUNK, out.numel()))
-        for start in range(0, out.numel(), BACKWARD_CHUNK):
-            stop = min(start + BACKWARD_CHUNK, out.numel())
-            torch.abs(flat_out[start:stop], out=magnitude[: stop - start])
-            torch.ops.aten.threshold_backward.grad_input(
-                flat_grad_out[start:stop],
-                magnitude[: stop - start],
-                0,
-                grad_input=flat_grad_in[start:stop],
-            )
+        # |out| is written into the gradient's own buffer and thresholded there in place: the
+        # gradient passes where out != 0, and nothing is allocated beyond what ReLU allocates.
+        grad_in = torch.abs(out)
+        torch.ops.aten.threshold_backward.grad_input(grad_out, grad_in, 0, grad_input=grad_in)
         return grad_in, None, None, None
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     train_subset: int | None = None
+    eval_subset: int | None = None
     augment: tuple[str, ...] = ()
     augment_options: Mapping[str, float] = field(default_factory=dict)
     data_options: Mapping[str, Any] = field(default_factory=dict)
@@ -220,6 +221,10 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
     "train_subset": (
         lambda v, _: v is None or (_integer(v) and v >= 1),
         lambda _: "must be a positive number of training examples, or null for all",
+    ),
+    "eval_subset": (
+        lambda v, _: v is None or (_integer(v) and v >= 1),
+        lambda _: "must be a positive number of validation/test examples, or null for all",
     ),
     "augment": (
         lambda v, _: all(a in _names("augment") for a in v),

@@ -106,7 +106,11 @@ def build_trial(config: TrainConfig) -> Trial:
         **config.data_options,
     )
     if config.train_subset is not None:
-        data = _train_subset(data, config.train_subset, config.split_seed)
+        data = _subset(data, "train", config.train_subset, config.split_seed)
+    if config.eval_subset is not None:
+        for which in ("val", "test"):
+            if getattr(data, which) is not None:
+                data = _subset(data, which, config.eval_subset, config.split_seed)
     model = build_model(
         config.model,
         data.num_classes,
@@ -121,12 +125,16 @@ def build_trial(config: TrainConfig) -> Trial:
     return Trial(config, data, model, optimizer, make_scheduler(config, optimizer), device)
 
 
-def _train_subset(data: DatasetSplits, size: int, seed: int) -> DatasetSplits:
-    """The first ``size`` examples of a seeded shuffle of train (for quick, small-budget runs)."""
-    if size > len(data.train):
-        raise ValueError(f"train_subset={size} exceeds the {len(data.train)} training examples")
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
-    return dataclasses.replace(data, train=data.train.subset(order[:size]))
+def _subset(data: DatasetSplits, which: str, size: int, seed: int) -> DatasetSplits:
+    """The first ``size`` examples of a seeded shuffle of one split (for quick, small runs); a
+    split already no larger is kept whole."""
+    split = getattr(data, which)
+    if which == "train" and size > len(split):
+        raise ValueError(f"train_subset={size} exceeds the {len(split)} training examples")
+    if size >= len(split):
+        return data
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return dataclasses.replace(data, **{which: split.subset(order[:size])})
 
 
 def task_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:

@@ -105,7 +105,7 @@ class TestCurve:
         rows, i = [], 0
         for p in (0.8, 0.9, 0.95, 1.0):
             for seed in range(4):
-                value = 0.10 + abs(p - best) * 0.2 + 0.001 * seed
+                value = 0.10 + abs(p - best) * 0.2 + 0.001 * seed * (1 + p)
                 rows.append(run(i, seed, value, da_p=str(p)))
                 i += 1
         return pd.DataFrame(rows)
@@ -142,7 +142,9 @@ def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
         for seed in range(4):
             rows.append(
                 {
-                    **run(i, seed, level + 0.002 * (seed % 2), activation="relu"),
+                    **run(
+                        i, seed, level * (1 + seed / 100) + 0.002 * (seed % 2), activation="relu"
+                    ),
                     "param.variant.name": variant,
                 }
             )

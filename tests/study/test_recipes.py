@@ -79,7 +79,12 @@ def workdir(tmp_path, monkeypatch, data_root):
 def reduced(name: str) -> dict:
     if name in SCRIPT_OPTIONS:
         return {f"options.{k}": v for k, v in SCRIPT_OPTIONS[name].items()}
-    return {"budget.epochs": 1, "budget.repeats": 2, "train.train_subset": 256}
+    return {
+        "budget.epochs": 1,
+        "budget.repeats": 2,
+        "train.train_subset": 256,
+        "train.eval_subset": 500,
+    }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -97,6 +97,20 @@ def test_batch_statistics_train_on_full_batches_only():
         run(TrainConfig(**{**odd, "batch_size": 256}, epochs=1))
 
 
+def test_subsets_shrink_train_and_evaluation_splits_by_seed():
+    from trainables.train import build_trial
+
+    full = build_trial(TrainConfig(**FAST)).data
+    small = build_trial(TrainConfig(**FAST, train_subset=200, eval_subset=50)).data
+    assert (len(small.train), len(small.val), len(small.test)) == (200, 50, 50)
+    again = build_trial(TrainConfig(**FAST, train_subset=200, eval_subset=50)).data
+    assert torch.equal(small.test.inputs, again.test.inputs)
+    whole = build_trial(TrainConfig(**FAST, eval_subset=10**6)).data
+    assert (len(whole.val), len(whole.test)) == (len(full.val), len(full.test))
+    with pytest.raises(ValueError, match="train_subset=100000 exceeds"):
+        build_trial(TrainConfig(**FAST, train_subset=100_000))
+
+
 def test_vcl_penalty_is_reported_only_with_vcl():
     plain = run(TrainConfig(**FAST, epochs=1))[0].metrics
     vcl = run(TrainConfig(**FAST, epochs=1, norm="vcl"))[0].metrics

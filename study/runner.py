@@ -93,10 +93,19 @@ def sweep_status(spec: Spec) -> str:
         record = read_record(spec.name, spec.storage_path)
     except SpecError:
         return "absent"
-    if record["spec"] != spec.model_dump(mode="json"):
+    if _as_current(record["spec"]) != spec.model_dump(mode="json"):
         return "stale"
     run = MlflowClient(spec.tracking_uri).get_run(record["sweep_run_id"])
     return "finished" if run.info.status == "FINISHED" else "unfinished"
+
+
+def _as_current(recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """A recorded spec read by today's Spec model, so a field added since (at its default) does
+    not make an old sweep look changed; ``None`` if today's model no longer accepts it."""
+    try:
+        return Spec.model_validate(recorded).model_dump(mode="json")
+    except (ValueError, SpecError):
+        return None
 
 
 def _exists(spec: Spec) -> bool:

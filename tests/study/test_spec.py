@@ -117,3 +117,15 @@ def test_config_id_ignores_seed_and_placement():
     config = {"da_p": 0.9, "seed": 0, "data_dir": "/a", "num_threads": 1}
     same = {"da_p": 0.9, "seed": 3, "data_dir": "/b", "num_threads": 4}
     assert config_id(config) == config_id(same) != config_id({**config, "da_p": 0.95})
+
+
+def test_a_recorded_spec_is_read_with_todays_defaults_before_staleness_is_judged():
+    """A sweep recorded before a field existed is not 'changed' by that field's default; a
+    recorded value today's model rejects is."""
+    from study.runner import _as_current
+
+    spec = build_spec({"name": "old", "train": {"dataset": "digits"}})
+    recorded = spec.model_dump(mode="json")
+    del recorded["variants"]
+    assert _as_current(recorded) == spec.model_dump(mode="json")
+    assert _as_current({**recorded, "retired_field": 1}) is None

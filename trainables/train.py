@@ -75,7 +75,12 @@ class Trial:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
+        # Read with today's defaults: a field added since the checkpoint does not make it foreign.
+        try:
+            written_by = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError):
+            written_by = None
+        if written_by != self.config:
             raise ValueError("checkpoint was written by a different config; refusing to resume")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

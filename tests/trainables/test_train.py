@@ -82,6 +82,19 @@ def test_resume_refuses_a_checkpoint_of_another_config():
         run(TrainConfig(**FAST, epochs=1, seed=1), resume=snapshot)
 
 
+def test_a_checkpoint_from_before_a_new_config_field_still_resumes():
+    config = TrainConfig(**FAST, epochs=2)
+    snapshot = snapshot_after_first_epoch(config)
+    del snapshot["config"]["eval_subset"]
+    straight = run(config)[-1].metrics
+    resumed = run(config, resume=snapshot)
+    assert [r.epoch for r in resumed] == [2]
+    assert resumed[-1].metrics["test_error"] == straight["test_error"]
+    snapshot["config"]["retired_field"] = 1
+    with pytest.raises(ValueError, match="different config"):
+        run(config, resume=snapshot)
+
+
 def test_divergence_stops_the_trial_with_its_reason():
     reports = run(TrainConfig(**{**FAST, "lr": 1e12}, epochs=3, weight_decay=0.0))
     assert len(reports) == 1

@@ -183,10 +183,6 @@ def trainable(spec: Spec):
     return tune.with_resources(train_trial, resources)
 
 
-def _count_errors(results) -> int:
-    return sum(1 for r in results if r.error is not None)
-
-
 def sweep(
     spec: Spec, overwrite: bool = False, verbose: int = 1, parent_run_id: str | None = None
 ) -> SweepOutcome:
@@ -259,8 +255,14 @@ def _expected_trials(spec: Spec, space: SearchSpace) -> int:
 def _finish(
     spec: Spec, client: MlflowClient, exp_id: str, sweep_run_id: str, results
 ) -> SweepOutcome:
-    errored = _count_errors(results)
-    status = RunStatus.FAILED if errored == len(results) and errored else RunStatus.FINISHED
+    errored = results.num_errors
+    ended = results.num_terminated + errored
+    if ended < max(len(results), _expected_trials(spec, get_space(spec.space))):
+        status = RunStatus.KILLED  # interrupted (Ctrl-C, a lost driver): `resume` continues it
+    elif errored:
+        status = RunStatus.FAILED  # crashed trials: `resume` retries them from their checkpoints
+    else:
+        status = RunStatus.FINISHED
     client.set_terminated(sweep_run_id, status=RunStatus.to_string(status))
     return SweepOutcome(
         name=spec.name,

@@ -208,3 +208,31 @@ def test_a_sweep_logs_to_a_real_mlflow_server_over_http(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+class _Results(list):
+    """What `_finish` reads of Ray's ResultGrid."""
+
+    def __init__(self, terminated: int, errors: int, other: int) -> None:
+        super().__init__(range(terminated + errors + other))
+        self.num_terminated, self.num_errors = terminated, errors
+
+
+@pytest.mark.parametrize(
+    ("terminated", "errors", "other", "status"),
+    [(2, 0, 0, "FINISHED"), (1, 1, 0, "FAILED"), (1, 0, 1, "KILLED"), (1, 0, 0, "KILLED")],
+)
+def test_a_sweep_run_is_finished_only_when_every_trial_ended_cleanly(
+    tmp_path, terminated, errors, other, status
+):
+    """An interrupted sweep (trials not ended, or not all created) must not read as finished,
+    or `study reproduce` would reuse it; crashed trials leave it FAILED, so it is resumed."""
+    from study.runner import _finish
+    from study.spec import build_spec
+
+    spec = build_spec({"name": "s", "train": dict(TRAIN), "budget": {"repeats": 2}})
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    exp = client.create_experiment("s")
+    run = client.create_run(exp)
+    _finish(spec, client, exp, run.info.run_id, _Results(terminated, errors, other))
+    assert client.get_run(run.info.run_id).info.status == status

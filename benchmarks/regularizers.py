@@ -188,7 +188,7 @@ def drop_activation_breakdown(rounds: int) -> list[Row]:
     return [
         ("DA: drawing identity positions", where, ms["sample"], None),
         ("DA: copying them back", where, ms["copy"], None),
-        ("DA: backward's extra pass (|out|)", where, ms["abs"], None),
+        ("DA: backward's extra pass, abs(out)", where, ms["abs"], None),
         ("ReLU forward + backward itself", where, ms["relu"], None),
     ]
 

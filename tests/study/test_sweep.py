@@ -130,7 +130,6 @@ def test_a_killed_driver_resumes_with_every_trial_once(tmp_path):
     while _finished_trials(tmp_path / "mlruns.db") < 1 and time.time() < deadline:
         assert driver.poll() is None, "the sweep ended before it could be killed"
         time.sleep(0.5)
-    time.sleep(2)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     assert _finished_trials(tmp_path / "mlruns.db") < 4

@@ -215,9 +215,10 @@ def sweep(
         },
     )
     search_alg, num_samples = _search(spec, space)
+    expected = _expected_trials(spec, space)
     callbacks = [
         MlflowTrialLogger(spec.tracking_uri, exp_id, sweep_run_id, spec.budget.epochs),
-        ProgressPrinter(spec.metric, spec.mode, expected=_expected_trials(spec, space)),
+        ProgressPrinter(spec.metric, spec.mode, expected=expected),
     ]
     tuner = tune.Tuner(
         trainable(spec),
@@ -239,7 +240,7 @@ def sweep(
             verbose=verbose,
         ),
     )
-    return _finish(spec, client, exp_id, sweep_run_id, tuner.fit())
+    return _finish(spec, client, exp_id, sweep_run_id, tuner.fit(), expected)
 
 
 def _expected_trials(spec: Spec, space: SearchSpace) -> int:
@@ -253,11 +254,11 @@ def _expected_trials(spec: Spec, space: SearchSpace) -> int:
 
 
 def _finish(
-    spec: Spec, client: MlflowClient, exp_id: str, sweep_run_id: str, results
+    spec: Spec, client: MlflowClient, exp_id: str, sweep_run_id: str, results, expected: int
 ) -> SweepOutcome:
     errored = results.num_errors
     ended = results.num_terminated + errored
-    if ended < max(len(results), _expected_trials(spec, get_space(spec.space))):
+    if ended < max(len(results), expected):
         status = RunStatus.KILLED  # interrupted (Ctrl-C, a lost driver): `resume` continues it
     elif errored:
         status = RunStatus.FAILED  # crashed trials: `resume` retries them from their checkpoints
@@ -292,7 +293,9 @@ def resume(name: str, storage_path: str = "ray_results", verbose: int = 1) -> Sw
         resume_unfinished=True,
         resume_errored=True,
     )
-    return _finish(spec, client, record["experiment_id"], record["sweep_run_id"], tuner.fit())
+    results = tuner.fit()
+    expected = _expected_trials(spec, space)
+    return _finish(spec, client, record["experiment_id"], record["sweep_run_id"], results, expected)
 
 
 def shutdown() -> None:

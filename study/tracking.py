@@ -261,10 +261,8 @@ class MlflowTrialLogger(Callback):
 def _error_text(trial) -> str:
     """The last line of the trial's error: Ray writes it to the trial's local directory
     before callbacks run, and syncs it to storage only later."""
-    text = ""
-    for path in (trial.error_file, trial.pickled_error_file):
-        if path and Path(path).is_file() and path.endswith(".txt"):
-            text = Path(path).read_text()
+    path = trial.error_file
+    text = Path(path).read_text() if path and Path(path).is_file() else ""
     if not text:
         try:
             text = str(trial.get_pickled_error() or trial.get_error() or "")

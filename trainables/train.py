@@ -111,6 +111,11 @@ def build_trial(config: TrainConfig) -> Trial:
         **config.data_options,
     )
     if config.train_subset is not None:
+        if config.train_subset > len(data.train):
+            raise ValueError(
+                f"train_subset={config.train_subset} exceeds the "
+                f"{len(data.train)} training examples"
+            )
         data = _subset(data, "train", config.train_subset, config.split_seed)
     if config.eval_subset is not None:
         for which in ("val", "test"):
@@ -134,8 +139,6 @@ def _subset(data: DatasetSplits, which: str, size: int, seed: int) -> DatasetSpl
     """The first ``size`` examples of a seeded shuffle of one split (for quick, small runs); a
     split already no larger is kept whole."""
     split = getattr(data, which)
-    if which == "train" and size > len(split):
-        raise ValueError(f"train_subset={size} exceeds the {len(split)} training examples")
     if size >= len(split):
         return data
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))

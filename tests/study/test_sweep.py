@@ -233,5 +233,27 @@ def test_a_sweep_run_is_finished_only_when_every_trial_ended_cleanly(
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     exp = client.create_experiment("s")
     run = client.create_run(exp)
-    _finish(spec, client, exp, run.info.run_id, _Results(terminated, errors, other))
+    _finish(spec, client, exp, run.info.run_id, _Results(terminated, errors, other), expected=2)
     assert client.get_run(run.info.run_id).info.status == status
+
+
+class _ErroredTrial:
+    def __init__(self, error_file: str | None, error: str | None = None) -> None:
+        self.error_file, self._error = error_file, error
+
+    def get_pickled_error(self):
+        return None
+
+    def get_error(self):
+        return self._error
+
+
+def test_a_crashed_trials_reason_is_the_last_line_of_its_error(tmp_path):
+    from study.tracking import _error_text
+
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback (most recent call last):\n  ...\nValueError: bad config\n\n")
+    assert _error_text(_ErroredTrial(str(error_file))) == "ValueError: bad config"
+    missing = str(tmp_path / "absent.txt")
+    assert _error_text(_ErroredTrial(missing, "RuntimeError: lost\n")) == "RuntimeError: lost"
+    assert _error_text(_ErroredTrial(None)) == "trial errored (no error recorded)"

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .claims import Claim
+from .verdicts import Claim
 
 # How a stored error fraction is shown: conversion, whether lower is better, axis label.
 UNITS: dict[str, tuple[Callable[[float], float], bool, str]] = {
@@ -101,14 +101,22 @@ class Report:
         self.sections.append(Section(heading, text, figure=name))
 
 
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.2g}"
+
+
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
                 "claim": c.claim,
+                "kind": c.kind,
                 "paper": c.paper,
                 "measured": c.measured,
-                "verdict": f"**{c.verdict}**",
+                "n": c.n,
+                "p (Holm)": f"{_p(c.p)} ({_p(c.p_adjusted)})" if c.p is not None else "",
+                "verdict": f"**{c.verdict}**"
+                + (f" (counted in {c.counted_in})" if c.counted_in else ""),
                 "why": c.reason,
             }
             for c in claims

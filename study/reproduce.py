@@ -138,14 +138,13 @@ def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
     return runs[runs["sweep_run_id"].isin(keep)].reset_index(drop=True)
 
 
-def report(
+def build(
     name: str,
     scale: str = "quick",
     tracking_uri: str | None = None,
     experiment: str | None = None,
-    out_dir: Path | None = None,
-) -> list[Path]:
-    """Render recipe ``name`` from MLflow alone into ``reports/NAME/SCALE`` and log it there too."""
+):
+    """Recipe ``name``'s report at ``scale``, built from MLflow alone (nothing written)."""
     recipe = load_recipe(name)
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
@@ -157,6 +156,7 @@ def report(
         "paper": recipe.paper,
         "artifact": recipe.artifact,
         "description": recipe.description,
+        "assumptions": recipe.assumptions,
         "machine": recipe.scale(scale).machine,
         "tracking_uri": uri,
         "experiment": experiment,
@@ -166,7 +166,21 @@ def report(
         return metric_histories(uri, run_ids, metric).to_pandas()
 
     builder = load_script(recipe).build_report if recipe.script is not None else build_report
-    built = builder(meta, recipe.report, runs, history)
+    return builder(meta, recipe.report, runs, history)
+
+
+def report(
+    name: str,
+    scale: str = "quick",
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    out_dir: Path | None = None,
+) -> list[Path]:
+    """Render recipe ``name`` from MLflow alone into ``reports/NAME/SCALE`` and log it there too."""
+    recipe = load_recipe(name)
+    uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
+    experiment = experiment or recipe.experiment(scale)
+    built = build(name, scale, uri, experiment)
     target = out_dir or reports_dir() / recipe.name / scale
     written = write_report(built, target)
     client = MlflowClient(uri)

@@ -38,8 +38,17 @@ def build_report(
     history: History | None = None,
 ) -> Report:
     """The report of kind ``options["kind"]`` for ``runs``; unknown kinds list the known ones."""
+    return _module(options).build(meta, options, runs, history)
+
+
+def check_report(options: dict[str, Any]) -> None:
+    """Refuse a recipe's report section that a build would fail on: an unknown kind, a claim
+    without a direction, an equivalence claim without its margin, unknown arms."""
+    _module(options).check(options)
+
+
+def _module(options: dict[str, Any]):
     kind = options.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown report kind {kind!r}; choose one of {list_report_kinds()}")
-    module = import_module(f"{__name__}.{_KINDS[kind]}")
-    return module.build(meta, options, runs, history)
+    return import_module(f"{__name__}.{_KINDS[kind]}")

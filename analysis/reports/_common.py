@@ -11,6 +11,12 @@ import pandas as pd
 from ..aggregate import SeedStats, per_seed, seed_stats
 from ..render import mean_std, unit
 
+PILOT_NOTE = (
+    "This is a **pilot** run: smaller models, data and budgets than the paper's, named below by "
+    "what ran. Its verdicts are pilot verdicts, counted apart from paper-scale ones; the "
+    "paper's numbers are shown beside ours for orientation, never as a target."
+)
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -20,6 +26,7 @@ class Cell:
     stats: SeedStats
     runs: int
     failed: int
+    failed_seeds: tuple[int, ...] = ()
 
     def text(self, digits: int = 2) -> str:
         shown = mean_std(self.stats.mean, self.stats.std, self.stats.n, digits)
@@ -35,8 +42,11 @@ def cell(frame: pd.DataFrame, column: str, convert: Callable[[float], float]) ->
     if column not in frame.columns:
         frame = frame.assign(**{column: float("nan")})
     values = {seed: convert(v) for seed, v in per_seed(frame, column).items()}
-    failed = int((frame["status"] == "FAILED").sum()) if len(frame) else 0
-    return Cell(values, seed_stats(list(values.values())), len(frame), failed)
+    failed_rows = frame[frame["status"] == "FAILED"] if len(frame) else frame
+    failed_seeds = tuple(sorted(int(s) for s in failed_rows["seed"].dropna()))
+    return Cell(
+        values, seed_stats(list(values.values())), len(frame), len(failed_rows), failed_seeds
+    )
 
 
 def as_text(value: Any) -> str:
@@ -72,6 +82,12 @@ def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "") -> str:
         f"re-render from MLflow alone: `study report {meta.get('recipe')} --scale "
         f"{meta.get('scale')}`.",
     ]
+    assumptions = meta.get("assumptions") or []
+    if assumptions:
+        lines += ["", "Assumptions where the paper is silent (the recipe's, shown here):", ""]
+        lines += [f"- {a.strip()}" for a in assumptions]
+    if meta.get("scale") != "paper":
+        lines += ["", PILOT_NOTE]
     if extra:
         lines += ["", extra.strip()]
     return "\n".join(lines)

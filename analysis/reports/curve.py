@@ -3,9 +3,10 @@
 Options: ``metric``, ``unit``; ``x`` (the knob's column, e.g. ``param.da_p``);
 ``lines`` (optional column drawing one curve per value, e.g. ``param.optimizer``)
 with ``line_labels``; ``paper`` (line label, or ``all``, -> x -> the paper's
-number); ``optimum`` (the x the paper finds best, checked per line); and
-``comparisons`` (``{line, method_x, baseline_x, claim}``: paired tests between
-two x values).
+number); ``paper_setup`` (what the paper ran, named beside what ran here);
+``optimum`` (the x the paper finds best, checked per line by the bootstrap
+arg-min rule); and ``comparisons`` (``{line, method, baseline, expect, claim}``:
+declared paired tests between two x values, see :mod:`._claims`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..aggregate import paired_comparison
-from ..claims import (
-    INCONCLUSIVE,
-    NOT_SUPPORTED,
-    SUPPORTED,
-    Claim,
-    claim_text,
-    comparison_verdict,
-    paper_direction,
-)
 from ..plots import curve_with_band
 from ..render import Report
+from ..setups import row_name, what_ran
+from ..verdicts import Draft, decide, optimum
+from ._claims import ClaimSpec, compare, draft, paper_text, parse_claims, relation
 from ._common import Cell, as_text, cell, intro, label, metric_column, require, units
 
 ALL = "all"
@@ -37,6 +31,7 @@ def _x(value: Any) -> float:
 
 
 def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, history) -> Report:
+    check(options)
     column = metric_column(options)
     convert, lower_is_better, ylabel = units(options)
     x, lines = options["x"], options.get("lines")
@@ -49,7 +44,14 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
         line = label(key[0], options.get("line_labels")) if lines else ALL
         cells[(line, _x(key[-1]))] = cell(frame, column, convert)
 
-    report = Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
+    ran = (
+        row_name(what_ran(runs.iloc[0]), options.get("paper_setup"), meta["scale"])
+        if len(runs)
+        else ""
+    )
+    report = Report(
+        meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, f"What ran: {ran}.")
+    )
     report.add_table(
         "curve",
         _table(cells, options),
@@ -80,8 +82,17 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
             paper=_paper_lines(options, lines),
         )
         report.add_figure("curve", figure, "The curve, 95% confidence band, optimum starred")
-    report.claims = _optimum_claims(cells, options, lower_is_better, meta)
-    report.claims += _comparison_claims(cells, options, lower_is_better, meta)
+    drafts, shares = _optimum_claims(cells, options, lower_is_better, meta)
+    drafts += _comparison_claims(cells, options, lower_is_better, meta)
+    report.claims = decide(drafts, meta["recipe"], meta["scale"])
+    if not shares.empty:
+        report.add_table(
+            "optimum",
+            shares,
+            "Where the optimum lies: bootstrap over seeds",
+            "The share of 10,000 bootstrap resamples of the seeds (joint across grid points) in "
+            "which each value has the best mean.",
+        )
     return report
 
 
@@ -127,85 +138,84 @@ def _table(cells: dict[tuple[str, float], Cell], options: dict[str, Any]) -> pd.
     return pd.DataFrame(records)
 
 
-def _optimum_claims(cells, options, lower_is_better, meta) -> list[Claim]:
-    optimum = options.get("optimum")
-    if optimum is None:
-        return []
-    claims = []
+def _optimum_claims(cells, options, lower_is_better, meta) -> tuple[list[Draft], pd.DataFrame]:
+    """Per line: the bootstrap probability that each x is the arg-min, and the verdict on the
+    paper's optimum (:func:`analysis.verdicts.optimum`)."""
+    optimum_x = options.get("optimum")
+    if optimum_x is None:
+        return [], pd.DataFrame()
+    drafts, records = [], []
     for line in dict.fromkeys(name for name, _ in cells):
+        values = {xv: c.values for (name, xv), c in cells.items() if name == line}
+        evidence, shares = optimum(values, float(optimum_x), lower_is_better)
         best = _best(cells, line, lower_is_better)
-        at_paper = cells.get((line, float(optimum)))
-        if best is None or at_paper is None:
-            continue
-        best_x, best_cell = best
-        if best_x == float(optimum):
-            verdict, reason = SUPPORTED, f"the measured optimum is p = {best_x:g}"
-        elif (
-            not math.isnan(best_cell.stats.ci_low)
-            and best_cell.stats.ci_low <= at_paper.stats.mean <= best_cell.stats.ci_high
-        ):
-            verdict = INCONCLUSIVE
-            reason = (
-                f"the measured optimum is p = {best_x:g}, but the mean at p = {optimum:g} "
-                f"({at_paper.stats.mean:.2f}) lies inside its 95% CI "
-                f"[{best_cell.stats.ci_low:.2f}, {best_cell.stats.ci_high:.2f}]"
-            )
-        else:
-            verdict = NOT_SUPPORTED
-            reason = (
-                f"the measured optimum is p = {best_x:g} ({best_cell.stats.mean:.2f}); "
-                f"p = {optimum:g} ({at_paper.stats.mean:.2f}) lies outside its 95% CI"
-            )
+        at_paper = cells.get((line, float(optimum_x)))
+        records += [
+            {
+                **({} if line == ALL else {"line": line}),
+                "x": f"{xv:g}",
+                "P(arg-min)": f"{share:.0%}",
+            }
+            for xv, share in sorted(shares.items())
+        ]
         where = "" if line == ALL else f" ({line})"
-        claims.append(
-            Claim(
-                meta["recipe"],
-                meta["scale"],
-                options.get("optimum_claim", "the best p is {optimum}").format(optimum=optimum)
-                + where,
-                f"optimum at p = {optimum:g}",
-                f"optimum at p = {best_x:g}: {best_cell.text()} "
-                f"(p = {optimum:g}: {at_paper.text()})",
-                verdict,
-                reason,
-            )
+        measured = (
+            f"optimum at {best[0]:g}: {best[1].text()} ({optimum_x:g}: {at_paper.text()})"
+            if best is not None and at_paper is not None
+            else "no runs at the paper's optimum"
         )
-    return claims
+        text = options.get("optimum_claim", "the best p is {optimum}").format(optimum=optimum_x)
+        drafts.append(Draft(text + where, f"optimum at {optimum_x:g}", measured, evidence, "", ""))
+    return drafts, pd.DataFrame(records)
 
 
-def _comparison_claims(cells, options, lower_is_better, meta) -> list[Claim]:
-    claims = []
-    for spec in options.get("comparisons", []):
-        line = label(spec.get("line", ALL), options.get("line_labels")) if spec.get("line") else ALL
-        method = cells.get((line, float(spec["method_x"])))
-        base = cells.get((line, float(spec["baseline_x"])))
+def _comparison_claims(cells, options, lower_is_better, meta) -> list[Draft]:
+    drafts = []
+    for spec in parse_comparisons(options):
+        line = spec.line_label(options)
+        method = cells.get((line, float(spec.method)))
+        base = cells.get((line, float(spec.baseline)))
         if method is None or base is None:
             continue
-        comparison = paired_comparison(method.values, base.values)
-        paper = (options.get("paper") or {}).get(line) or {}
-        p_method, p_base = paper.get(float(spec["method_x"])), paper.get(float(spec["baseline_x"]))
-        known = p_method is not None and p_base is not None
-        direction = paper_direction(p_method, p_base, lower_is_better) if known else 1
-        verdict, reason = comparison_verdict(comparison, lower_is_better, direction)
-        claims.append(
-            Claim(
-                meta["recipe"],
-                meta["scale"],
-                claim_text(
-                    spec["claim"],
-                    direction,
-                    f"p = {spec['method_x']:g}",
-                    f"p = {spec['baseline_x']:g}",
-                    "" if line == ALL else f" ({line})",
-                ),
-                f"{p_method:g} vs {p_base:g}" if known else "method better than baseline",
-                f"{method.text()} vs {base.text()} "
-                f"(Δ {comparison.mean_diff:+.2f}, n={comparison.n})",
-                verdict,
-                reason,
+        paper = as_float_keys((options.get("paper") or {}).get(line) or {})
+        p_method, p_base = paper.get(float(spec.method)), paper.get(float(spec.baseline))
+        effect = None if p_method is None or p_base is None else p_method - p_base
+        labels = (f"{float(spec.method):g}", f"{float(spec.baseline):g}")
+        evidence = compare(spec, method, base, lower_is_better, effect, labels)
+        where = "" if line == ALL else f"{line}: "
+        text = spec.claim or f"{where}p = {labels[0]} is {relation(spec.expect)} p = {labels[1]}"
+        drafts.append(
+            draft(
+                spec,
+                text,
+                paper_text(spec, p_method, p_base, None),
+                method,
+                base,
+                evidence,
+                f"{meta.get('paper', '')}:{line}:{labels[0]} vs {labels[1]}",
             )
         )
-    return claims
+    return drafts
+
+
+class CurveClaim(ClaimSpec):
+    """A comparison between two x values of one line (``line``: a value of the lines column)."""
+
+    line: str | None = None
+
+    def line_label(self, options: dict[str, Any]) -> str:
+        return label(self.line, options.get("line_labels")) if self.line else ALL
+
+
+def parse_comparisons(options: dict[str, Any]) -> list[CurveClaim]:
+    return parse_claims(options.get("comparisons"), "report.comparisons", CurveClaim)
+
+
+def check(options: dict[str, Any]) -> None:
+    parse_comparisons(options)
+    optimum_x = options.get("optimum")
+    if optimum_x is not None and not isinstance(optimum_x, (int, float)):
+        raise ValueError(f"report.optimum: a grid value, got {optimum_x!r}")
 
 
 def as_float_keys(mapping: dict[Any, Any]) -> dict[float, Any]:

@@ -6,8 +6,8 @@ error at the epoch of best validation error), ``unit``; ``datasets``,
 ``select`` (``{over: [columns], by: metric}``: per dataset, activation and
 norm, keep the config, e.g. the depth, with the best mean ``by``, as the paper
 selects its architecture on validation error); ``paper`` (activation label ->
-norm -> wins); ``claims``: ``[{method, baseline, claim}]``, judged by a sign
-test over the datasets where the two differ.
+norm -> wins); ``claims``: declared claims (:mod:`._claims`, ``expect: better``
+or ``worse``), judged by an exact one-sided sign test over the datasets where the two differ.
 
 A win (as the paper counts them): the norm reaches the lowest error among the
 norms for that dataset and activation, unless all of them are equal.
@@ -22,8 +22,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim, count_verdict
 from ..render import Report
+from ..verdicts import Draft, count, decide
+from ._claims import parse_claims
 from ._common import as_text, cell, intro, label, metric_column, require, units
 
 
@@ -42,6 +43,7 @@ def _selected(frame: pd.DataFrame, options: dict[str, Any], column: str, convert
 
 
 def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, history) -> Report:
+    check(options)
     column = metric_column(options)
     convert, lower_is_better, ylabel = units(options)
     datasets, activations, norms = options["datasets"], options["activations"], options["norms"]
@@ -83,7 +85,9 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
         "Each cell is the mean over seeds of the selected configuration; wins in bold.",
     )
     report.add_figure("wins", _wins_figure(wins, names), "Wins per normalization and activation")
-    report.claims = _claims(values, options, lower_is_better, meta)
+    report.claims = decide(
+        _claims(values, options, lower_is_better, meta), meta["recipe"], meta["scale"]
+    )
     return report
 
 
@@ -120,12 +124,16 @@ def _activation_order(values, options) -> list[str]:
     return [a for a in order if a in present] + sorted(present - set(order))
 
 
-def _claims(values, options, lower_is_better, meta) -> list[Claim]:
-    claims = []
+def _claims(values, options, lower_is_better, meta) -> list[Draft]:
+    drafts = []
     paper = options.get("paper") or {}
-    for spec in options.get("claims", []):
-        method, baseline = as_text(spec["method"]), as_text(spec["baseline"])
+    for spec in parse_claims(options.get("claims"), "report.claims"):
+        if spec.expect == "equivalent":
+            raise ValueError("report.claims: a wins claim is better or worse")
+        method, baseline = as_text(spec.method), as_text(spec.baseline)
         for activation in _activation_order(values, options):
+            if not spec.applies(activation=activation):
+                continue
             better = worse = 0
             for (_, act), per in values.items():
                 m, b = per.get(method, math.nan), per.get(baseline, math.nan)
@@ -135,17 +143,23 @@ def _claims(values, options, lower_is_better, meta) -> list[Claim]:
                     better += 1
                 else:
                     worse += 1
-            verdict, reason = count_verdict(better, worse)
+            wins, losses = (better, worse) if spec.expect == "better" else (worse, better)
             counts = paper.get(activation, {})
-            claims.append(
-                Claim(
-                    meta["recipe"],
-                    meta["scale"],
-                    spec["claim"].format(activation=activation),
+            drafts.append(
+                Draft(
+                    (spec.claim or "{activation}: {method} against {baseline}").format(
+                        activation=activation, method=method, baseline=baseline
+                    ),
                     f"wins {counts.get(method, '?')} vs {counts.get(baseline, '?')} (of 44 sets)",
                     f"{method} better on {better}, {baseline} on {worse} datasets",
-                    verdict,
-                    reason,
+                    count(wins, losses, "datasets"),
+                    counted_in=spec.counted_in or "",
                 )
             )
-    return claims
+    return drafts
+
+
+def check(options: dict[str, Any]) -> None:
+    for spec in parse_claims(options.get("claims"), "report.claims"):
+        if spec.expect == "equivalent":
+            raise ValueError("report.claims: a wins claim is better or worse")

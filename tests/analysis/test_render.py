@@ -5,7 +5,7 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.claims import Claim
+from analysis.verdicts import Claim
 from analysis.render import Report, markdown_table, mean_std, write_report
 
 
@@ -44,5 +44,5 @@ def test_write_report_writes_every_file_with_its_contents(tmp_path):
     assert json.loads((out / "claims.json").read_text())[0]["verdict"] == "supported"
     readme = (out / "README.md").read_text()
     assert readme.startswith("# Demo\n\nAn intro.")
-    assert "| DA helps | 6.2 vs 6.8 | 6.1 vs 6.3 | **supported** | CI excludes 0 |" in readme
+    assert "| DA helps | directional | 6.2 vs 6.8 | 6.1 vs 6.3 | 0 |  | **supported** |" in readme
     assert "| relu | **6.1** |" in readme and "![A curve](curve.png)" in readme

@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from analysis.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from analysis.reports import build_report, list_report_kinds
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, TOO_FEW
+from analysis.reports import build_report, check_report, list_report_kinds
 
-META = {"recipe": "demo", "scale": "quick", "title": "Demo", "experiment": "demo-quick"}
+META = {"recipe": "demo", "scale": "paper", "title": "Demo", "experiment": "demo-paper"}
 
 
 def run(i, seed, value, **params) -> dict:
@@ -31,13 +31,28 @@ class TestComparison:
         "arms": {"relu": "Baseline", "drop_activation": "DA"},
         "baseline": "relu",
         "paper": {"Net A": {"Baseline": 6.77, "DA": 6.25}},
-        "claim": "{method} lowers the error of {row}",
+        "claims": [
+            {
+                "method": "DA",
+                "baseline": "Baseline",
+                "expect": "better",
+                "claim": "{method} lowers the error of {row}",
+            }
+        ],
     }
 
     def runs(self, shift=-0.01):
         base = [0.10, 0.11, 0.12, 0.10, 0.11]
         rows = [
-            run(i, s, v, activation="relu", **{"sweep.part": "p1"})
+            run(
+                i,
+                s,
+                v,
+                activation="relu",
+                model="resnet",
+                **{"arch.depth": "20"},
+                **{"sweep.part": "p1"},
+            )
             for i, (s, v) in enumerate(enumerate(base))
         ]
         rows += [
@@ -62,7 +77,7 @@ class TestComparison:
     def test_tables_in_the_papers_layout_with_the_paper_beside(self):
         report = build_report(META, self.OPTIONS, self.runs())
         results = report.tables["results"]
-        assert results.iloc[0]["row"] == "Net A"
+        assert results.iloc[0]["row"] == "ResNet-20 · ?"
         assert (
             results.iloc[0]["DA"].startswith("**10.00 ± ") and "(1 failed)" in results.iloc[0]["DA"]
         )
@@ -78,8 +93,10 @@ class TestComparison:
 
     def test_a_consistent_improvement_supports_the_claim(self):
         (claim,) = build_report(META, self.OPTIONS, self.runs()).claims
-        assert claim.verdict == SUPPORTED and claim.claim == "DA lowers the error of Net A"
-        assert claim.paper == "6.25 vs 6.77 (-0.52)"
+        assert claim.verdict == SUPPORTED and claim.claim == "DA lowers the error of ResNet-20 · ?"
+        assert claim.paper == "6.25 vs 6.77 (-0.52)" and claim.kind == "directional"
+        assert claim.p_adjusted == claim.p and claim.n == 5 and claim.mde is not None
+        assert claim.missing == ("DA seed 7 failed",)
 
     def test_a_consistent_deterioration_contradicts_it(self):
         (claim,) = build_report(META, self.OPTIONS, self.runs(shift=+0.01)).claims
@@ -88,6 +105,20 @@ class TestComparison:
     def test_figures_are_drawn(self):
         report = build_report(META, self.OPTIONS, self.runs())
         assert "comparison" in report.figures
+
+    def test_below_paper_scale_rows_name_the_setup_they_stand_in_for_and_verdicts_are_pilot(self):
+        report = build_report({**META, "scale": "quick"}, self.OPTIONS, self.runs())
+        assert report.tables["results"].iloc[0]["row"] == "ResNet-20 · ? (stand-in for Net A)"
+        (claim,) = report.claims
+        assert claim.verdict == f"pilot {SUPPORTED}" and claim.paper.endswith("on Net A")
+
+    def test_a_claim_without_a_direction_is_refused(self):
+        options = {**self.OPTIONS, "claims": [{"method": "DA", "baseline": "Baseline"}]}
+        with pytest.raises(ValueError, match="expect is required"):
+            check_report(options)
+        equivalent = [{"method": "DA", "baseline": "Baseline", "expect": "equivalent"}]
+        with pytest.raises(ValueError, match="margin"):
+            check_report({**self.OPTIONS, "claims": equivalent})
 
 
 class TestCurve:
@@ -98,7 +129,9 @@ class TestCurve:
         "x": "param.da_p",
         "optimum": 0.95,
         "optimum_claim": "the best p is {optimum}",
-        "comparisons": [{"method_x": 0.95, "baseline_x": 1.0, "claim": "p=0.95 beats ReLU"}],
+        "comparisons": [
+            {"method": 0.95, "baseline": 1.0, "expect": "better", "claim": "p=0.95 beats ReLU"}
+        ],
     }
 
     def runs(self, best=0.95):
@@ -113,18 +146,20 @@ class TestCurve:
     def test_the_optimum_where_the_paper_puts_it_is_supported(self):
         report = build_report(META, self.OPTIONS, self.runs())
         optimum, comparison = report.claims
-        assert optimum.verdict == SUPPORTED and "p = 0.95" in optimum.measured
-        assert comparison.verdict == SUPPORTED
+        assert optimum.verdict == SUPPORTED and "optimum at 0.95" in optimum.measured
+        assert optimum.kind == "optimum" and comparison.verdict == SUPPORTED
+        shares = report.tables["optimum"].set_index("x")["P(arg-min)"]
+        assert shares["0.95"] == "100%"
         table = report.tables["curve"]
         assert table.loc[table["x"] == "0.95", "ours"].iloc[0].startswith("**")
         assert "curve" in report.figures
 
     def test_an_optimum_elsewhere_is_not_supported(self):
         optimum, _ = build_report(META, self.OPTIONS, self.runs(best=0.8)).claims
-        assert optimum.verdict == NOT_SUPPORTED and "p = 0.8" in optimum.measured
+        assert optimum.verdict == NOT_SUPPORTED and "optimum at 0.8" in optimum.measured
 
 
-def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
+def test_norm_grid_judges_each_claim_in_its_declared_direction():
     options = {
         "kind": "norm_grid",
         "unit": "error",
@@ -134,7 +169,13 @@ def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
         "column_order": ["none", "bn", "vcl n=2"],
         "paper": {"all": {"ReLU": {"bn": 0.0778, "vcl n=2": 0.0780}}},
         "comparisons": [
-            {"method": "vcl n=2", "baseline": "bn", "claim": "{activation}: VCL vs BN"}
+            {
+                "method": "vcl n=2",
+                "baseline": "bn",
+                "expect": "worse",
+                "where": {"activation": ["ReLU"]},
+                "claim": "{activation}: VCL is worse than BN",
+            }
         ],
     }
     rows, i = [], 0
@@ -154,8 +195,8 @@ def test_norm_grid_marks_the_row_best_and_judges_vcl_against_bn():
     assert list(grid.columns) == ["activation", "none", "bn", "vcl n=2"]
     assert grid.iloc[0]["bn"].startswith("**") and grid.iloc[1]["vcl n=2"] == "0.078"
     (claim,) = report.claims
-    assert claim.claim == "vcl n=2 is worse than bn for ReLU on all, as the paper reports"
-    assert claim.verdict in (NOT_SUPPORTED, SUPPORTED)
+    assert claim.claim == "ReLU: VCL is worse than BN"
+    assert claim.verdict == SUPPORTED
 
 
 def test_wins_counts_the_lowest_norm_per_dataset_and_sign_tests_the_claim():
@@ -167,7 +208,14 @@ def test_wins_counts_the_lowest_norm_per_dataset_and_sign_tests_the_claim():
         "activations": "param.activation",
         "norms": "param.variant.name",
         "norm_order": ["none", "bn", "vcl"],
-        "claims": [{"method": "vcl", "baseline": "bn", "claim": "{activation}: VCL beats BN"}],
+        "claims": [
+            {
+                "method": "vcl",
+                "baseline": "bn",
+                "expect": "better",
+                "claim": "{activation}: VCL beats BN",
+            }
+        ],
     }
     rows, i = [], 0
     for d in range(6):
@@ -183,13 +231,14 @@ def test_wins_counts_the_lowest_norm_per_dataset_and_sign_tests_the_claim():
     wins = report.tables["wins"].set_index("normalization")
     assert (wins.loc["vcl", "relu"], wins.loc["bn", "relu"], wins.loc["none", "relu"]) == (6, 0, 0)
     (claim,) = report.claims
+    # 6 of 6 datasets: exact one-sided p = 1/64 < 0.025.
     assert claim.verdict == SUPPORTED and "vcl better on 6" in claim.measured
 
 
-def test_a_single_seed_never_yields_a_verdict_other_than_inconclusive():
+def test_a_single_seed_never_yields_a_verdict():
     rows = [
         run(0, 0, 0.1, activation="relu", **{"sweep.part": "p"}),
         run(1, 0, 0.05, activation="drop_activation", **{"sweep.part": "p"}),
     ]
     (claim,) = build_report(META, TestComparison.OPTIONS, pd.DataFrame(rows)).claims
-    assert claim.verdict == INCONCLUSIVE
+    assert claim.verdict == TOO_FEW and "too few seeds: n = 1" in claim.reason

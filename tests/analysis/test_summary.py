@@ -5,26 +5,37 @@ import json
 from analysis.summary import write_summary
 
 
-def write_claims(root, recipe, scale, verdicts):
+def write_claims(root, recipe, scale, verdicts, counted_in=""):
     folder = root / recipe / scale
     folder.mkdir(parents=True)
     claims = [
         {"recipe": recipe, "scale": scale, "claim": f"claim {i}", "paper": "6.2 vs 6.8",
-         "measured": "6.1 vs 6.3", "verdict": v, "reason": "because"}
+         "measured": "6.1 vs 6.3", "verdict": v, "reason": "because", "counted_in": counted_in}
         for i, v in enumerate(verdicts)
     ]  # fmt: skip
     (folder / "claims.json").write_text(json.dumps(claims))
 
 
-def test_summary_counts_verdicts_and_groups_claims_by_paper(tmp_path):
-    write_claims(tmp_path, "da_table1", "quick", ["supported", "inconclusive"])
-    write_claims(tmp_path, "lrd_table1", "quick", ["not supported"])
-    write_claims(tmp_path, "lrd_table1", "paper", ["supported"])
+def test_summary_counts_paper_scale_first_and_pilot_verdicts_apart(tmp_path):
+    write_claims(tmp_path, "da_table1", "quick", ["pilot supported", "pilot inconclusive"])
+    write_claims(tmp_path, "lrd_table1", "quick", ["pilot not supported"])
+    write_claims(tmp_path, "lrd_table1", "paper", ["supported", "too few seeds"])
     text = write_summary(tmp_path, {"da_table1": "da", "lrd_table1": "lrd"}).read_text()
-    assert "## quick scale: 3 claims — 1 supported, 1 not supported, 1 inconclusive" in text
-    assert "## paper scale: 1 claims — 1 supported, 0 not supported, 0 inconclusive" in text
-    assert text.index("### Drop-Activation") < text.index("### Learning Rate Dropout")
-    assert "| [da_table1](da_table1/quick/README.md) | claim 0 | 6.2 vs 6.8 |" in text
+    paper = "## Paper-scale verdicts: 2 claims: 1 supported, 1 too few seeds"
+    pilot = "## Pilot verdicts: 3 claims: 1 supported, 1 not supported, 1 inconclusive"
+    assert paper in text and pilot in text and text.index(paper) < text.index(pilot)
+    assert text.index("### Drop-Activation") < text.index(
+        "### Learning Rate Dropout", text.index(pilot)
+    )
+    assert "| [da_table1/quick](da_table1/quick/README.md) | claim 0 | 6.2 vs 6.8 |" in text
+
+
+def test_a_claim_shown_by_several_recipes_is_counted_once(tmp_path):
+    write_claims(tmp_path, "lrd_table1", "paper", ["supported"])
+    write_claims(tmp_path, "lrd_table2", "paper", ["supported"], counted_in="lrd_table1")
+    text = write_summary(tmp_path, {"lrd_table1": "lrd", "lrd_table2": "lrd"}).read_text()
+    assert "1 claims: 1 supported (and 1 shown again from another recipe)" in text
+    assert "**supported** (counted in lrd_table1)" in text
 
 
 def test_summary_without_reports(tmp_path):

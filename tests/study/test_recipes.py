@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import KIND_TAG
+from analysis.verdicts import VERDICTS
 from study.cli import main
 from study.recipes import Recipe, list_recipes, load_recipe
 from study.reproduce import report, reproduce
@@ -96,7 +97,10 @@ def test_a_reduced_recipe_runs_end_to_end_and_reports(workdir, name):
     readme = (workdir / "reports" / name / "README.md").read_text()
     assert readme.startswith("# ") and "study reproduce" in readme
     claims = json.loads((workdir / "reports" / name / "claims.json").read_text())
-    assert all(c["verdict"] in ("supported", "not supported", "inconclusive") for c in claims)
+    assert all(c["verdict"].removeprefix("pilot ") in VERDICTS for c in claims)
+    assert all(c["verdict"].startswith("pilot ") for c in claims)
+    contract = {"verdict", "kind", "n", "ci_low", "ci_high", "p", "p_adjusted", "margin", "mde"}
+    assert all(contract | {"seeds_needed", "scale"} <= set(c) for c in claims)
     client = MlflowClient(f"sqlite:///{workdir / 'mlruns.db'}")
     experiment = client.get_experiment_by_name(f"{name}-quick")
     (parent,) = client.search_runs([experiment.experiment_id], f"tags.`{KIND_TAG}` = 'recipe'")

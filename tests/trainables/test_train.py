@@ -9,7 +9,7 @@ import torch
 from trainables.config import TrainConfig
 from trainables.optim import make_optimizer, make_scheduler, multistep_factor
 from trainables.regularizers import GradientDropout, GradientNoise, LearningRateDropout
-from trainables.train import fit
+from trainables.train import build_trial, fit, train_step
 
 FAST = {"dataset": "digits", "model": "pgrid_cnn", "batch_size": 64, "lr": 0.05, "num_threads": 1}
 EPOCH_KEYS = {
@@ -95,6 +95,17 @@ def test_a_checkpoint_from_before_a_new_config_field_still_resumes():
         run(config, resume=snapshot)
 
 
+def test_a_checkpoint_resumes_when_only_an_inactive_knob_or_the_placement_changed():
+    config = TrainConfig(**FAST, epochs=2)
+    snapshot = snapshot_after_first_epoch(config)
+    snapshot["config"].update(vcl_per="neuron", da_p=0.5, data_dir="/elsewhere", num_threads=3)
+    resumed = run(config, resume=snapshot)
+    assert [r.epoch for r in resumed] == [2]
+    snapshot["config"]["lr"] = 0.123
+    with pytest.raises(ValueError, match="different config"):
+        run(config, resume=snapshot)
+
+
 def test_divergence_stops_the_trial_with_its_reason():
     reports = run(TrainConfig(**{**FAST, "lr": 1e12}, epochs=3, weight_decay=0.0))
     assert len(reports) == 1
@@ -128,6 +139,29 @@ def test_vcl_penalty_is_reported_only_with_vcl():
     plain = run(TrainConfig(**FAST, epochs=1))[0].metrics
     vcl = run(TrainConfig(**FAST, epochs=1, norm="vcl"))[0].metrics
     assert plain["vcl_penalty"] == 0.0 and vcl["vcl_penalty"] > 0.0
+
+
+def layer_grad_norms(model: torch.nn.Module) -> list[float]:
+    """The L2 norm of each layer's gradient (a layer: a module owning parameters directly)."""
+    norms = []
+    for module in model.modules():
+        grads = [p.grad for p in module.parameters(recurse=False) if p.grad is not None]
+        if grads:
+            norms.append(torch.cat([g.flatten() for g in grads]).norm().item())
+    return norms
+
+
+@pytest.mark.parametrize("norm", ["bn", "none", "vcl"])
+def test_clip_per_layer_clips_every_layer_of_any_arm_and_only_when_set(norm):
+    def step_norms(clip):
+        trial = build_trial(TrainConfig(**FAST, norm=norm, clip_per_layer=clip))
+        x, y = trial.data.train.inputs[:64].float(), trial.data.train.targets[:64]
+        train_step(trial.model, x, y, trial.optimizer, trial.config, trial.data.task)
+        return layer_grad_norms(trial.model)
+
+    limit = 1e-3
+    assert max(step_norms(None)) > 10 * limit  # off by default, VCL included
+    assert max(step_norms(limit)) <= limit * (1 + 1e-4)
 
 
 class TestOptimizers:

@@ -532,7 +532,9 @@ def _verdict(evidence: Evidence, p_adj: float, against_adj: float) -> str:
     return INCONCLUSIVE
 
 
-def _reason(evidence: Evidence, verdict: str, p_adj: float, family: int) -> str:
+def _reason(
+    evidence: Evidence, verdict: str, p_adj: float, against_adj: float, family: int
+) -> str:
     if not evidence.testable:
         reason = evidence.untestable
         if evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM) and evidence.n:
@@ -544,6 +546,11 @@ def _reason(evidence: Evidence, verdict: str, p_adj: float, family: int) -> str:
             parts.append(interval)
         if family > 1:
             parts.append(f"Holm-adjusted p = {p_adj:.2g} over {family} tests")
+        if verdict == NOT_SUPPORTED:
+            parts.append(
+                f"the opposite direction holds: p = {evidence.p_against:.2g}"
+                + (f" (Holm {against_adj:.2g})" if family > 1 else "")
+            )
         if verdict not in (SUPPORTED, EQUIVALENT):
             note = power_note(evidence)
             if note:
@@ -567,7 +574,7 @@ def decide(drafts: Sequence[Draft], recipe: str, scale: str) -> list[Claim]:
     claims = []
     for draft, e, adj, adj_against in zip(drafts, evidence, p_adj, against):
         verdict = _verdict(e, adj, adj_against)
-        reason = _reason(e, verdict, adj, family)
+        reason = _reason(e, verdict, adj, adj_against, family)
         if draft.notes:
             reason = "; ".join([reason, *draft.notes])
         shown = verdict if scale == "paper" else f"{PILOT} {verdict}"

@@ -10,6 +10,7 @@ KIND_TAG = f"{TAG}.kind"
 FAILURE_TAG = f"{TAG}.failure"
 STOPPED_TAG = f"{TAG}.stopped_early"
 RECIPE_TAG = f"{TAG}.recipe"
+MACHINE_TAG = f"{TAG}.machine"
 PARENT_TAG = "mlflow.parentRunId"
 
 EPOCH_METRICS = (

@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analysis.reports import check_report
+
 from .spec import NAME_PATTERN, Spec, SpecError, build_spec
 
 SCALES = ("quick", "paper")
@@ -35,9 +37,11 @@ def recipes_dir() -> Path:
 
 
 class ScaleSpec(BaseModel):
+    """One scale of a recipe. Its cost is computed, not typed: ``study reproduce NAME --scale S
+    --plan`` (:mod:`study.plan`); ``machine`` describes the machine the scale is meant for."""
+
     model_config = ConfigDict(extra="forbid")
 
-    estimate_minutes: float = Field(gt=0, description="wall-clock estimate on its target machine")
     machine: str = "this 2-core CPU machine"
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -53,10 +57,19 @@ class Recipe(BaseModel):
     paper: str
     artifact: str
     description: str = ""
+    assumptions: list[str] = Field(
+        default_factory=list, description="what the paper leaves open and the recipe assumes"
+    )
     defaults: dict[str, Any] = Field(default_factory=dict)
     scales: dict[str, ScaleSpec]
     report: dict[str, Any] = Field(default_factory=dict)
     script: Path | None = None
+    param_count_differs: str | None = Field(
+        None,
+        min_length=1,
+        description="why the arms of a comparison build models of different parameter counts "
+        "(e.g. batchnorm's affine parameters against none); unset, they must all be equal",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -131,7 +144,33 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_recipes() -> list[str]:
-    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+    """The recipe names: every ``*.yaml`` in :func:`recipes_dir` but data files named ``_*``."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml") if not p.name.startswith("_"))
+
+
+OUT_OF_SCOPE_FILE = "_out_of_scope.yaml"
+
+
+class OutOfScope(BaseModel):
+    """A paper artifact no recipe reproduces, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paper: str
+    artifact: str
+    reason: str
+
+
+def out_of_scope() -> list[OutOfScope]:
+    """The papers' artifacts no recipe reproduces (``recipes/_out_of_scope.yaml``), and why."""
+    path = recipes_dir() / OUT_OF_SCOPE_FILE
+    if not path.exists():
+        return []
+    entries = yaml.safe_load(path.read_text()) or []
+    try:
+        return [OutOfScope.model_validate(entry) for entry in entries]
+    except Exception as err:
+        raise SpecError(f"{path} is invalid:\n{err}") from None
 
 
 def load_recipe(name: str) -> Recipe:
@@ -146,6 +185,11 @@ def load_recipe(name: str) -> Recipe:
         raise SpecError(f"recipe {name!r} ({path}) is invalid:\n{err}") from None
     if recipe.script is not None:
         recipe = recipe.model_copy(update={"script": recipes_dir() / recipe.script})
+    elif recipe.report:
+        try:
+            check_report(recipe.report)
+        except ValueError as err:
+            raise SpecError(f"recipe {name!r} ({path}): {err}") from None
     return recipe
 
 

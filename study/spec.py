@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces import check_space, get_space, list_spaces
-from trainables.config import TrainConfig
+from trainables.config import TrainConfig, apply_variant
 
 METRICS = (
     "val_error",
@@ -137,7 +137,7 @@ class Spec(_Section):
                     raise ValueError(f"grid.{axis}: {err}") from None
         for variant, overrides in self.variants.items():
             try:
-                TrainConfig.from_dict({**base, **overrides})
+                TrainConfig.from_dict(apply_variant(base, overrides))
             except ValueError as err:
                 raise ValueError(f"variants.{variant}: {err}") from None
         space = get_space(self.space)

@@ -4,7 +4,11 @@ Flat on purpose: every field is one search-space axis, one MLflow param and
 one column in the analysis tables. Method knobs (``da_p``, ``vcl_n``,
 ``vcl_gamma``, ``lrd_p``, ...) default to "off" or to the paper's value and
 only act when their method is on (``activation="drop_activation"``,
-``norm="vcl"``, ``lrd_p < 1``).
+``norm="vcl"``, ``lrd_p < 1``). ``clip_per_layer`` (per-layer gradient clipping, VCL's
+stabiliser) is a knob of its own, for any arm, off unless set.
+
+A variant of a sweep is applied with :func:`apply_variant`: its mapping-valued fields
+(``arch``, ``augment_options``, ``data_options``) merge key by key into the trial's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from typing import Any
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "amsgrad", "radam", "adamw")
 SCHEDULES = ("constant", "multistep", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+# Fields that hold a mapping of options: a variant's value merges into them key by key.
+MAPPING_FIELDS = ("arch", "augment_options", "data_options")
+# Fields that say where a trial runs, not what it trains.
+PLACEMENT_FIELDS = ("data_dir", "device", "num_threads")
 
 # Initial learning rates of the LRD paper (Table 1 setup), used when ``lr`` is not given.
 PAPER_LR = {
@@ -52,15 +60,15 @@ class TrainConfig:
     leaky_slope: float = 0.2
     norm: str = "bn"
     vcl_n: int = 2
-    vcl_per: str = "channel"
+    vcl_per: str = "neuron"
     vcl_gamma: float = 0.01
-    vcl_clip: float | None = 1.0
 
     optimizer: str = "sgd"
     lr: float | None = None
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
+    clip_per_layer: float | None = None
     schedule: str = "multistep"
     milestones: tuple[int, ...] = ()
     lr_gamma: float | tuple[float, ...] = 0.1
@@ -93,7 +101,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a (possibly partial) mapping; unknown keys raise with the known ones."""
+        """Build from a (possibly partial) mapping; unknown keys raise with the known ones.
+
+        Retired fields of older configs (a checkpoint's, a recorded trial's) are read as the
+        training they meant: ``vcl_clip`` becomes ``clip_per_layer`` under ``norm="vcl"``
+        (where it acted) and is dropped otherwise (where it did nothing).
+        """
+        values = _read_retired(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -139,7 +153,9 @@ class TrainConfig:
         if self.activation != "leaky_relu":
             inactive.add("leaky_slope")
         if not self.uses_vcl:
-            inactive |= {"vcl_n", "vcl_per", "vcl_gamma", "vcl_clip"}
+            inactive |= {"vcl_n", "vcl_per", "vcl_gamma"}
+        if self.clip_per_layer is None:
+            inactive.add("clip_per_layer")
         if self.grad_noise_eta == 0:
             inactive.add("grad_noise_gamma")
         if self.optimizer != "sgd":
@@ -149,6 +165,48 @@ class TrainConfig:
         values = {k: v for k, v in self.to_dict().items() if k not in inactive}
         values["lr"] = self.learning_rate
         return values
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two trials the same training: the active knobs without where it runs.
+
+        A checkpoint resumes under a config of equal identity, so a default changed since for a
+        knob that is off (or a moved data directory) does not strand a run."""
+        return {k: v for k, v in self.active_knobs().items() if k not in PLACEMENT_FIELDS}
+
+
+def apply_variant(values: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial config's ``values`` with a sweep variant's overrides on top.
+
+    Mapping-valued fields (:data:`MAPPING_FIELDS`) merge key by key, the variant's keys
+    winning: ``{arch: {dropout: 0.1}}`` on ``{arch: {depth: 34}}`` gives
+    ``{arch: {depth: 34, dropout: 0.1}}``. Any other field is replaced. A variant that names
+    another ``model`` replaces ``arch`` whole (the base's options belong to the base's model).
+    The variant's ``name`` labels it and is not a config key.
+    """
+    merged = dict(values)
+    new_model = "model" in variant and variant["model"] != values.get("model")
+    for key, value in variant.items():
+        if key == "name":
+            continue
+        base = merged.get(key)
+        mergeable = key in MAPPING_FIELDS and not (key == "arch" and new_model)
+        if mergeable and isinstance(value, Mapping) and isinstance(base, Mapping):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_retired(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` with retired fields mapped to today's (see :meth:`TrainConfig.from_dict`)."""
+    if "vcl_clip" not in values:
+        return values
+    values = dict(values)
+    clip = values.pop("vcl_clip")
+    norm = values.get("norm", TrainConfig.norm)
+    if norm == "vcl" and "clip_per_layer" not in values:
+        values["clip_per_layer"] = clip
+    return values
 
 
 def _no_options(config: TrainConfig) -> dict[str, Any]:
@@ -252,11 +310,14 @@ _RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfi
     ),
     "vcl_per": (lambda v, _: v in ("channel", "neuron"), _one_of(("channel", "neuron"))),
     "vcl_gamma": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
-    "vcl_clip": (lambda v, _: v is None or (_number(v) and v > 0), lambda _: "must be > 0 or null"),
     "optimizer": (lambda v, _: v in OPTIMIZERS, _one_of(OPTIMIZERS)),
     "lr": (lambda v, _: v is None or (_number(v) and v > 0), lambda _: "must be > 0 or null"),
     "momentum": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
     "weight_decay": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
+    "clip_per_layer": (
+        lambda v, _: v is None or (_number(v) and v > 0),
+        lambda _: "must be > 0 (the largest L2 norm of each layer's gradient), or null for none",
+    ),
     "schedule": (lambda v, _: v in SCHEDULES, _one_of(SCHEDULES)),
     "milestones": (
         lambda v, _: all(_integer(m) and m > 0 for m in v) and list(v) == sorted(set(v)),

@@ -9,8 +9,9 @@ is a function of (seed, epoch).
 
 The regularizers under study enter at four places only: the activation and
 norm the model is built with (Drop-Activation, VCL), the loss
-(``+ vcl_gamma * vcl_penalty``, then per-layer clipping), the labels
-(noisy labels) and the optimizer wrappers (LRD, dropout on G, noisy gradient).
+(``+ vcl_gamma * vcl_penalty``), the labels (noisy labels) and the optimizer
+wrappers (LRD, dropout on G, noisy gradient). Per-layer gradient clipping
+(``clip_per_layer``, VCL's stabiliser) is a knob of its own, for any arm.
 """
 
 from __future__ import annotations
@@ -75,12 +76,13 @@ class Trial:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # Read with today's defaults: a field added since the checkpoint does not make it foreign.
+        # Read with today's defaults and compared on what is trained: a field added since the
+        # checkpoint, or a changed default of a knob that is off, does not make it foreign.
         try:
-            written_by = TrainConfig.from_dict(state["config"])
+            written_by = TrainConfig.from_dict(state["config"]).identity()
         except (TypeError, ValueError):
             written_by = None
-        if written_by != self.config:
+        if written_by != self.config.identity():
             raise ValueError("checkpoint was written by a different config; refusing to resume")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -159,14 +161,17 @@ def errors(outputs: Tensor, targets: Tensor, task: str) -> Tensor:
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, optimizer: Optimizer, config: TrainConfig, task: str
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One SGD step on (x, y); returns the task loss, the VCL penalty and the outputs, detached."""
+    """One SGD step on (x, y); returns the task loss, the VCL penalty and the outputs, detached.
+
+    With ``clip_per_layer`` set, each layer's gradient is clipped to that L2 norm before the
+    step, whatever the normalization (so the arms of a comparison differ in nothing else)."""
     outputs = model(x)
     loss = task_loss(task)(outputs, y)
     penalty = vcl_penalty(model) if config.uses_vcl else torch.zeros((), device=x.device)
     optimizer.zero_grad(set_to_none=True)
     (loss + config.vcl_gamma * penalty if config.uses_vcl else loss).backward()
-    if config.uses_vcl and config.vcl_clip is not None:
-        clip_grad_norm_per_layer_(model, config.vcl_clip)
+    if config.clip_per_layer is not None:
+        clip_grad_norm_per_layer_(model, config.clip_per_layer)
     optimizer.step()
     return loss.detach(), penalty.detach(), outputs.detach()
 

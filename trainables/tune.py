@@ -15,8 +15,10 @@ import ray
 import torch
 from ray import tune
 
-from .config import TrainConfig
+from .config import TrainConfig, apply_variant
 from .train import fit
+
+__all__ = ["ADAPTER_KEYS", "apply_variant", "split_config", "train_trial"]
 
 ADAPTER_KEYS = ("checkpoint_every", "search", "variant")
 CHECKPOINT_FILE = "trial.pt"
@@ -25,12 +27,14 @@ CHECKPOINT_FILE = "trial.pt"
 def split_config(config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """The training config, and the adapter's own settings, out of a Tune trial config.
 
-    A ``variant`` (a named set of overrides, from a spec's ``variants``) is applied on top.
+    A ``variant`` (a named set of overrides, from a spec's ``variants``) is applied on top
+    with :func:`apply_variant`: ``arch``, ``augment_options`` and ``data_options`` merge key by
+    key, so ``{arch: {dropout: 0.1}}`` adds dropout to the trial's architecture.
     """
     settings = {k: config[k] for k in ADAPTER_KEYS if k in config}
     train_values = {k: v for k, v in config.items() if k not in ADAPTER_KEYS}
-    variant = {k: v for k, v in settings.get("variant", {}).items() if k != "name"}
-    return TrainConfig.from_dict({**train_values, **variant}), settings
+    variant = settings.get("variant", {})
+    return TrainConfig.from_dict(apply_variant(train_values, variant)), settings
 
 
 def _load(checkpoint: tune.Checkpoint) -> dict[str, Any]:

@@ -62,8 +62,31 @@ def units(options: dict[str, Any]) -> tuple[Callable[[float], float], bool, str]
     return unit(options.get("unit", "error%"), options.get("metric", "test_error"))
 
 
-def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "") -> str:
-    """What was run, where, how much of it finished, and how to reproduce it."""
+def cost(runs: pd.DataFrame, history) -> str:
+    """Where the runs ran, the wall time per training and the CPU-hours, from the runs'
+    per-epoch ``epoch_time`` (the training loop; resumed runs count each epoch once)."""
+    finished = runs[runs["status"] == "FINISHED"] if len(runs) else runs
+    if history is None or finished.empty:
+        return ""
+    times = history(finished["run_id"].tolist(), "epoch_time")
+    if times is None or times.empty:
+        return ""
+    per_run = times.drop_duplicates(["run_id", "step"]).groupby("run_id")["value"].sum()
+    threads = pd.to_numeric(finished.set_index("run_id").get("param.num_threads"), errors="coerce")
+    threads = threads.reindex(per_run.index).fillna(1.0) if threads is not None else 1.0
+    cpu_hours = float((per_run * threads).sum() / 3600)
+    minutes = per_run / 60
+    machines = sorted({str(m) for m in runs.get("machine", pd.Series(dtype=str)).dropna()})
+    where = "; ".join(machines) if machines else "not recorded by these runs"
+    return (
+        f"- Cost: {minutes.mean():.1f} ± {minutes.std(ddof=1) if len(minutes) > 1 else 0:.1f} "
+        f"min per training (training loop, {len(per_run)} finished runs), "
+        f"{cpu_hours:.2f} CPU-hours in all; ran on: {where}."
+    )
+
+
+def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "", history=None) -> str:
+    """What was run, where, how much of it finished, what it cost, and how to reproduce it."""
     total = len(runs)
     statuses = runs["status"].value_counts().to_dict() if total else {}
     finished, failed = statuses.get("FINISHED", 0), statuses.get("FAILED", 0)
@@ -82,6 +105,9 @@ def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "") -> str:
         f"re-render from MLflow alone: `study report {meta.get('recipe')} --scale "
         f"{meta.get('scale')}`.",
     ]
+    spent = cost(runs, history)
+    if spent:
+        lines.insert(4, spent)
     assumptions = meta.get("assumptions") or []
     if assumptions:
         lines += ["", "Assumptions where the paper is silent (the recipe's, shown here):", ""]

@@ -105,7 +105,9 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
     runs = require(runs, ["seed", "status"])
     runs = runs[runs[arm].map(as_text).isin({as_text(k) for k in options["arms"]})]
     table = Table(runs, options, meta["scale"], column)
-    report = Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
+    report = Report(
+        meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, history=history)
+    )
     report.add_table(
         "results",
         _layout(table, table.cells, lower_is_better),

@@ -50,7 +50,10 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
         else ""
     )
     report = Report(
-        meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, f"What ran: {ran}.")
+        meta["recipe"],
+        meta["scale"],
+        meta["title"],
+        intro(meta, runs, f"What ran: {ran}.", history),
     )
     report.add_table(
         "curve",

@@ -42,7 +42,9 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
         )
     order = [as_text(c) for c in options.get("column_order", [])]
     names = order + sorted({c for _, _, c in cells} - set(order))
-    report = Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
+    report = Report(
+        meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, history=history)
+    )
     drafts: list[Draft] = []
     for panel in dict.fromkeys(p for p, _, _ in cells):
         table, means = _panel(cells, panel, names, options, lower_is_better)

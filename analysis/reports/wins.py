@@ -71,7 +71,9 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
             record[name] = "" if math.isnan(v) else (f"**{v:.2f}**" if won else f"{v:.2f}")
         per_dataset.append(record)
 
-    report = Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
+    report = Report(
+        meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, history=history)
+    )
     report.add_table(
         "wins",
         _wins_table(wins, names, options),

@@ -6,7 +6,7 @@ from torchvision.transforms import AutoAugment, AutoAugmentPolicy
 from torchvision.transforms.autoaugment import _apply_op
 
 from trainables.data import Augment, list_augmentations
-from trainables.data.augment import cutout, horizontal_flip, random_crop
+from trainables.data.augment import cutout, horizontal_flip, random_crop, standard
 from trainables.data.autoaugment import _magnitudes, autoaugment_cifar10
 
 
@@ -77,6 +77,18 @@ def test_cutout_runs_after_normalisation_so_the_hole_is_the_mean():
     x = torch.full((4, 3, 32, 32), 200, dtype=torch.uint8)
     out = apply(augment, x, seed=0)
     assert (out == 0).any() and set(out.unique().tolist()) <= {0.0, 200.0}
+
+
+@pytest.mark.parametrize(
+    "order", [("standard", "autoaugment", "cutout"), ("cutout", "standard", "autoaugment")]
+)
+def test_autoaugment_protocol_is_crop_and_flip_then_the_policy_then_cutout(order):
+    """AutoAugment's CIFAR protocol (da_table4's AA arms): the hole comes last, wherever listed."""
+    x = images(32)
+    out = apply(Augment(order, cutout_size=8), x, seed=5)
+    g = generator(5)
+    expected = cutout(autoaugment_cifar10(standard(x, g), g).float(), g, size=8)
+    assert torch.equal(out, expected)
 
 
 def test_autoaugment_of_one_image_matches_torchvision_with_the_same_random_stream():

@@ -56,8 +56,17 @@ def test_only_the_first_two_subsets_count():
     assert torch.equal(vcl.last_loss, first)
 
 
-def test_beta_starts_at_beta_init_and_stays_positive():
-    vcl = VarianceConstancy(3, beta_init=2.5)
+def test_per_neuron_is_the_default_as_in_the_reference_code():
+    vcl = VarianceConstancy(4)
+    assert vcl.per == "neuron" and vcl.has_uninitialized_params()
+    vcl(torch.randn(6, 4, 3, 3))
+    assert vcl.beta.shape == (4, 3, 3)
+
+
+@pytest.mark.parametrize("per", ["channel", "neuron"])
+def test_beta_starts_at_beta_init_and_stays_positive(per):
+    vcl = VarianceConstancy(3, beta_init=2.5, per=per)
+    vcl(torch.randn(4, 3))  # per="neuron" materialises beta from the first input
     assert torch.allclose(vcl.beta, torch.full((3,), 2.5), atol=1e-6)
     with torch.no_grad():
         vcl.raw_beta.fill_(-80.0)

@@ -40,6 +40,23 @@ Builder = Callable[..., SourceData]
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """What a planner needs to know of a dataset without loading it: the shape of one input,
+    the number of classes (outputs, for regression) and the sizes of the full training set
+    (before any validation split) and of the official test set."""
+
+    in_shape: tuple[int, ...]
+    num_classes: int
+    train_size: int
+    test_size: int | None = None
+    task: str = "classification"
+
+
+# Fixed facts, or a function of the builder's options (SVHN's ``extra``) returning them.
+InfoSource = DatasetInfo | Callable[..., DatasetInfo]
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
     """A registered dataset: its builder, where it lives under the data root, how to provide it."""
 
@@ -47,6 +64,7 @@ class DatasetEntry:
     build: Builder
     folder: str | None
     prepare: str | None
+    info: InfoSource | None = None
 
     @property
     def options(self) -> frozenset[str]:
@@ -57,18 +75,24 @@ _REGISTRY: dict[str, DatasetEntry] = {}
 
 
 def register_dataset(
-    name: str, *, folder: str | None = None, prepare: str | None = None
+    name: str,
+    *,
+    folder: str | None = None,
+    prepare: str | None = None,
+    info: InfoSource | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register a builder under ``name``.
 
     ``folder`` (relative to the data root) marks a dataset that lives on disk; its builder then
-    takes ``root`` and ``download``. ``prepare`` is the command that puts it there.
+    takes ``root`` and ``download``. ``prepare`` is the command that puts it there. ``info``
+    (a :class:`DatasetInfo`, or a function of the builder's options returning one) lets
+    :func:`dataset_info` answer without loading the data.
     """
 
     def add(build: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = DatasetEntry(name, build, folder, prepare)
+        _REGISTRY[name] = DatasetEntry(name, build, folder, prepare, info)
         return build
 
     return add
@@ -105,6 +129,31 @@ def missing_data_error(name: str, root: Path, reason: str = "") -> FileNotFoundE
     )
 
 
+def _check_options(entry: DatasetEntry, options: dict[str, object]) -> None:
+    unknown = set(options) - entry.options
+    if unknown:
+        raise ValueError(
+            f"dataset {entry.name!r} takes options {sorted(entry.options | {'to_rgb32'})}, "
+            f"got {sorted(unknown)}"
+        )
+
+
+def dataset_info(
+    name: str, root: str | os.PathLike | None = None, **options: object
+) -> DatasetInfo:
+    """Shape, classes and split sizes of dataset ``name`` with the builder's ``options``
+    (``to_rgb32`` excluded): from its registered ``info`` where it has one (the paper sets,
+    which may not be on disk), else by loading it (the small offline sets, which is fast)."""
+    entry = get_entry(name)
+    _check_options(entry, options)
+    if entry.info is None:
+        data = load_dataset(name, root=root, val_fraction=0.0, **options)
+        return DatasetInfo(
+            tuple(data.in_shape), data.num_classes, len(data.train), len(data.test), data.task
+        )
+    return entry.info if isinstance(entry.info, DatasetInfo) else entry.info(**options)
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike | None = None,
@@ -121,12 +170,7 @@ def load_dataset(
     entry = get_entry(name)
     check_val_fraction(val_fraction)
     rgb32 = bool(options.pop("to_rgb32", False))
-    unknown = set(options) - entry.options
-    if unknown:
-        raise ValueError(
-            f"dataset {name!r} takes options {sorted(entry.options | {'to_rgb32'})}, "
-            f"got {sorted(unknown)}"
-        )
+    _check_options(entry, options)
     context = {"root": resolve_root(root), "download": download} if entry.folder else {}
     source = entry.build(**context, **options)
     train, val = split_off_validation(source.train, val_fraction, seed)

@@ -35,7 +35,7 @@ def _none(num_features: int, dims: int) -> nn.Module:
 
 
 def _vcl(
-    num_features: int, dims: int, n: int = 2, beta_init: float = 1.0, per: str = "channel"
+    num_features: int, dims: int, n: int = 2, beta_init: float = 1.0, per: str = "neuron"
 ) -> nn.Module:
     return VarianceConstancy(num_features, n=n, beta_init=beta_init, per=per)
 

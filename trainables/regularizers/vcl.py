@@ -28,7 +28,9 @@ _PER_VALUES = ("channel", "neuron")
 
 
 def _inverse_softplus(value: float) -> float:
-    return value + torch.log(-torch.expm1(torch.tensor(-value, dtype=torch.float64))).item()
+    # On the CPU explicitly: a number, also under a ``torch.device("meta")`` context.
+    minus = torch.tensor(-value, dtype=torch.float64, device="cpu")
+    return value + torch.log(-torch.expm1(minus)).item()
 
 
 class VarianceConstancy(LazyModuleMixin, nn.Module):
@@ -36,18 +38,19 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
 
     What a neuron is, for a conv input of shape (N, C, *spatial):
 
-    - ``per="channel"`` (default): a channel is one neuron. Its sample from a
-      subset of n examples is all n x H x W activations of that channel, since a
-      convolution applies the same filter at every position, which makes a
-      channel's positions draws from one distribution (batchnorm's reasoning).
-      beta has shape (C,).
-    - ``per="neuron"``: every (channel, position) is a neuron with its sample the
-      n values across the subset and its own beta, as in the reference code
-      (avirambh/vcl_pytorch). beta has shape (C, *spatial), materialised from the
-      first input like any lazy module: run one forward before building the
-      optimizer (``trainables.models.build_model`` does).
+    - ``per="neuron"`` (default): every (channel, position) is a neuron with its
+      sample the n values across the subset and its own beta, as in the reference
+      code (avirambh/vcl_pytorch). beta has shape (C, *spatial), materialised from
+      the first input like any lazy module: run one forward before building the
+      optimizer or reading ``beta`` (``trainables.models.build_model`` does).
+    - ``per="channel"``: a channel is one neuron. Its sample from a subset of n
+      examples is all n x H x W activations of that channel, since a convolution
+      applies the same filter at every position, which makes a channel's
+      positions draws from one distribution (batchnorm's reasoning). beta has
+      shape (C,) and exists from construction.
 
-    For a (N, features) input both conventions coincide: beta has shape (features,).
+    For a (N, features) input both conventions give the same loss, with beta of shape
+    (features,).
 
     beta is kept from making the denominator vanish by storing ``raw_beta`` and
     using ``beta = min_beta + softplus(raw_beta)``: whatever the optimizer does,
@@ -63,7 +66,7 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
         num_features: int,
         n: int = 2,
         beta_init: float = 1.0,
-        per: Per = "channel",
+        per: Per = "neuron",
         min_beta: float = 1e-3,
     ) -> None:
         with warnings.catch_warnings():

@@ -16,7 +16,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import download_and_extract_archive
 from torchvision.transforms.functional import pil_to_tensor
 
-from ..registry import SourceData, missing_data_error, register_dataset
+from ..registry import DatasetInfo, SourceData, missing_data_error, register_dataset
 from ..splits import LazySplit
 
 FOLDER = "tiny-imagenet-200"
@@ -50,8 +50,15 @@ def _val_samples(base: Path, class_to_idx: dict[str, int]) -> list[tuple[str, in
     return [(str(base / "val" / "images" / row[0]), class_to_idx[row[1]]) for row in rows if row[0]]
 
 
+# 200 classes x 500 training images; the labelled val folder (50 per class) is the test split.
+INFO = DatasetInfo((3, 64, 64), 200, train_size=100_000, test_size=10_000)
+
+
 @register_dataset(
-    "tiny_imagenet", folder=FOLDER, prepare="study data prepare tiny_imagenet --download"
+    "tiny_imagenet",
+    folder=FOLDER,
+    prepare="study data prepare tiny_imagenet --download",
+    info=INFO,
 )
 def tiny_imagenet(root: Path, download: bool) -> SourceData:
     base = root / FOLDER

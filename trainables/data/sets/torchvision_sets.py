@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from ..registry import SourceData, missing_data_error, register_dataset
+from ..registry import DatasetInfo, SourceData, missing_data_error, register_dataset
 from ..splits import Split
 
 _LAYOUTS = {
@@ -98,8 +98,17 @@ TORCHVISION_SETS: dict[str, TorchvisionSet] = {
     ),
 }
 
+# Shapes, classes and official split sizes, so a run can be planned before the data is here.
+INFO: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo((1, 28, 28), 10, train_size=60_000, test_size=10_000),
+    "fashion_mnist": DatasetInfo((1, 28, 28), 10, train_size=60_000, test_size=10_000),
+    "emnist_balanced": DatasetInfo((1, 28, 28), 47, train_size=112_800, test_size=18_800),
+    "cifar10": DatasetInfo((3, 32, 32), 10, train_size=50_000, test_size=10_000),
+    "cifar100": DatasetInfo((3, 32, 32), 100, train_size=50_000, test_size=10_000),
+}
+
 for _name, _spec in TORCHVISION_SETS.items():
-    register_dataset(_name, folder=_spec.folder, prepare=_spec.prepare)(
+    register_dataset(_name, folder=_spec.folder, prepare=_spec.prepare, info=INFO[_name])(
         partial(build, _name, _spec)
     )
 
@@ -115,7 +124,16 @@ _SVHN = TorchvisionSet(
 )
 
 
-@register_dataset("svhn", folder=_SVHN.folder, prepare=_SVHN.prepare)
+SVHN_TRAIN, SVHN_EXTRA, SVHN_TEST = 73_257, 531_131, 26_032
+
+
+def svhn_info(extra: bool = True) -> DatasetInfo:
+    """SVHN's facts for the ``extra`` option of :func:`svhn`."""
+    train = SVHN_TRAIN + (SVHN_EXTRA if extra else 0)
+    return DatasetInfo((3, 32, 32), 10, train_size=train, test_size=SVHN_TEST)
+
+
+@register_dataset("svhn", folder=_SVHN.folder, prepare=_SVHN.prepare, info=svhn_info)
 def svhn(root: Path, download: bool, extra: bool = True) -> SourceData:
     """SVHN; train + extra (≈604k) for training as the Drop-Activation paper, unless extra=False."""
     spec = _SVHN if extra else replace(_SVHN, train_parts=_SVHN.train_parts[:1])

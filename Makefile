@@ -42,9 +42,10 @@ data: $(STAMP)
 	$(BIN)/study data prepare mnist --data-dir $(DATA_DIR)
 	-$(BIN)/study data prepare fashion_mnist --data-dir $(DATA_DIR)
 
-# Every paper recipe at quick scale, then the summary of verdicts.
+# Every paper recipe at quick scale, then the summary of verdicts. `--list` prints a header,
+# one line per recipe (its name first), a blank line, then the artifacts out of scope.
 reproduce-quick: $(STAMP)
-	for r in $$($(BIN)/study reproduce --list | tail -n +2 | cut -d' ' -f1); do \
+	for r in $$($(BIN)/study reproduce --list | sed -n '2,/^$$/p' | cut -d' ' -f1); do \
 		$(BIN)/study reproduce $$r --scale quick --quiet || exit 1; done
 	$(BIN)/study summary
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -138,16 +139,10 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .recipes import list_recipes, load_recipe
-    from .reproduce import reproduce
-
     if args.list or not args.recipe:
-        print(f"{'recipe':12s} {'paper artifact':15s} scales (estimated minutes on their machine)")
-        for name in list_recipes():
-            recipe = load_recipe(name)
-            scales = ", ".join(f"{s} {c.estimate_minutes:g}" for s, c in recipe.scales.items())
-            source = "—" if recipe.paper == "none" else recipe.paper.upper()
-            print(f"{name:12s} {source:4s} {recipe.artifact:10s} {scales}")
+        from .plan_render import list_lines
+
+        print("\n".join(list_lines()))
         return 0
     overrides: dict[str, Any] = {}
     if args.address:
@@ -159,6 +154,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for text in args.set or []:
         key, value = parse_assignment(text)
         overrides[key] = value
+    if args.plan:
+        return _print_plan(args.recipe, args.scale, overrides, args.part, args.format)
+    from .reproduce import reproduce
+
     reproduce(
         args.recipe,
         args.scale,
@@ -170,12 +169,44 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_plan(
+    name: str, scale: str, overrides: dict[str, Any], parts: list[str] | None, fmt: str
+) -> int:
+    """``--plan``: every trial the recipe would run and its cost; runs nothing, logs nothing."""
+    from .plan import make_plan
+    from .plan_render import render_json, render_table
+    from .recipes import load_recipe
+
+    plan = make_plan(load_recipe(name), scale, overrides, parts)
+    try:
+        print(render_json(plan) if fmt == "json" else render_table(plan), flush=True)
+    except BrokenPipeError:  # `--plan | head`: the reader took what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .reproduce import report
 
     for path in report(args.recipe, args.scale, args.tracking_uri, args.experiment):
         if path.name == "README.md":
             print(path)
+    return 0
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from analysis.power import power_table
+    from analysis.render import markdown_table
+
+    from .reproduce import build
+
+    report = build(args.recipe, args.scale, args.tracking_uri, args.experiment)
+    print(f"{report.title} ({args.scale} scale): power of each claim's test")
+    print(markdown_table(power_table(report.claims)))
+    print(
+        "MDE: the smallest difference these seeds detect with 80% power (one-sided α = 0.025, "
+        "before Holm); seeds for it: paired seeds that detect the paper's own effect."
+    )
     return 0
 
 
@@ -242,7 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = commands.add_parser("reproduce", help="run a paper recipe and render its report")
     reproduce.add_argument("recipe", nargs="?", help="recipe name (see --list)")
-    reproduce.add_argument("--list", action="store_true", help="the recipes, scales and costs")
+    reproduce.add_argument(
+        "--list",
+        action="store_true",
+        help="the recipes, their trainings per scale, what is out of scope",
+    )
+    reproduce.add_argument(
+        "--plan",
+        action="store_true",
+        help="list every trial it would run and the estimated cost; run nothing",
+    )
+    reproduce.add_argument(
+        "--format", choices=("table", "json"), default="table", help="of --plan (default: table)"
+    )
     reproduce.add_argument("--scale", default="quick", help="quick, paper, or a recipe's own")
     reproduce.add_argument("--part", action="append", help="only these parts of the recipe")
     reproduce.add_argument("--address", help="Ray cluster address (default: local Ray)")
@@ -262,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tracking-uri", default=None)
     report.set_defaults(run=cmd_report)
 
+    power = commands.add_parser(
+        "power", help="per claim: the effect its seeds resolve and the seeds the paper's needs"
+    )
+    power.add_argument("recipe")
+    power.add_argument("--scale", default="quick")
+    power.add_argument("--tracking-uri", default=None)
+    power.add_argument("--experiment", default=None, help="default: RECIPE-SCALE")
+    power.set_defaults(run=cmd_power)
     summary = commands.add_parser("summary", help="gather every report's verdicts in SUMMARY.md")
     summary.add_argument("--reports", default="reports")
     summary.set_defaults(run=cmd_summary)

@@ -33,6 +33,7 @@ from .progress import ProgressPrinter
 from .searchers import SeedRepeater
 from .spec import Spec, SpecError
 from .tracking import MlflowTrialLogger, experiment_id, start_sweep_run
+from .trials import base_trial_config, grid_axes
 
 RECORD_FILE = "regstudy_sweep.json"
 
@@ -135,15 +136,12 @@ def provision_data(spec: Spec) -> None:
 
 
 def _param_space(spec: Spec, space: SearchSpace) -> dict[str, Any]:
-    config: dict[str, Any] = {**spec.base_config(), "checkpoint_every": spec.checkpoint_every}
-    config.update(space.constants)
+    """Tune's param space: the base trial config, every grid axis a ``tune.grid_search``
+    (composed by :mod:`study.trials`, which the planner shares)."""
+    config = base_trial_config(spec, space)
     if space.kind == "grid":
-        for axis, values in {**space.grid, **spec.grid}.items():
-            config[axis] = tune.grid_search(list(values))
-        if spec.variants:
-            named = [{"name": name, **values} for name, values in spec.variants.items()]
-            config["variant"] = tune.grid_search(named)
-        config["seed"] = tune.grid_search(list(range(spec.budget.repeats)))
+        for axis, values in grid_axes(spec, space).items():
+            config[axis] = tune.grid_search(values)
     return config
 
 

@@ -46,7 +46,7 @@ def trial_config(function: str, activation: str, seed: int, options: dict[str, A
         val_fraction=0.0,
         seed=seed,
         data_options={"data_seed": seed},
-        num_threads=2,
+        num_threads=1,
     )
 
 
@@ -179,3 +179,22 @@ def _fits_figure(fits):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return fig
+
+
+def plan(scale: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every training ``run`` would do, for ``study reproduce da_fig2 --plan``: one full-batch
+    step per epoch, ``steps`` epochs."""
+    return [
+        {
+            "part": function,
+            "arm": activation,
+            "seed": seed,
+            "config": trial_config(function, activation, seed, options).replace(
+                eval_every=options["steps"]
+            ),
+            "steps_per_epoch": 1,
+        }
+        for function in FUNCTIONS
+        for activation in ACTIVATIONS
+        for seed in range(options["seeds"])
+    ]

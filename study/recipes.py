@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -200,5 +201,6 @@ def load_script(recipe: Recipe) -> ModuleType:
     if spec is None or spec.loader is None:
         raise SpecError(f"cannot import recipe script {recipe.script}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look their module up by name
     spec.loader.exec_module(module)
     return module

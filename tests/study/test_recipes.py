@@ -18,11 +18,30 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 EXPECTED = {
     "da_pgrid", "da_table1", "da_table2", "da_table4", "da_fig2", "lrd_table1", "lrd_table2",
-    "lrd_table3", "lrd_dg", "lrd_toy", "vcl_table2", "vcl_uci", "joint",
+    "lrd_table3", "lrd_table4", "lrd_dg", "lrd_toy", "vcl_table2", "vcl_uci", "joint", "vcl_fig2",
+    "da_property2",
 }  # fmt: skip
 SCRIPT_OPTIONS = {
     "da_fig2": {"seeds": 2, "steps": 20},
     "lrd_toy": {"seeds": 2, "steps": 200, "grid_per_axis": 5},
+    "vcl_fig2": {
+        "seeds": 3,
+        "steps": 100,
+        "q": [0.1, 0.25, 0.5],
+        "n": [2],
+        "eval_samples": 2000,
+        "theory_subsets": 2000,
+    },
+    "da_property2": {
+        "mc_p": [0.95, 1.0],
+        "mc_seeds": 3,
+        "mc_samples": 2000,
+        "seeds": 2,
+        "epochs": 1,
+        "train_subset": 256,
+        "probe_images": 64,
+        "threads": 1,
+    },
 }
 
 

@@ -93,7 +93,7 @@ def curve_with_band(
         ax.axvline(
             reference_x, linestyle="--", color="grey", alpha=0.7, label=f"paper {reference_x:g}"
         )
-    ax.set_xlabel(x.removeprefix("param."))
+    ax.set_xlabel(x.split(".", 1)[-1])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -20,7 +20,6 @@ EPOCH_METRICS = (
     "val_error",
     "test_loss",
     "test_error",
-    "vcl_penalty",
     "epoch_time",
     "samples_per_s",
     "lr",

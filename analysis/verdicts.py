@@ -532,9 +532,7 @@ def _verdict(evidence: Evidence, p_adj: float, against_adj: float) -> str:
     return INCONCLUSIVE
 
 
-def _reason(
-    evidence: Evidence, verdict: str, p_adj: float, against_adj: float, family: int
-) -> str:
+def _reason(evidence: Evidence, verdict: str, p_adj: float, against_adj: float, family: int) -> str:
     if not evidence.testable:
         reason = evidence.untestable
         if evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM) and evidence.n:

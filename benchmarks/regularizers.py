@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import platform
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,7 @@ def training_step(
     return step
 
 
-def pgrid(activation: str = "relu", norm: str = "bn", **options) -> nn.Module:
+def pgrid(activation: str = "relu", norm: str = "bn", **options: Any) -> nn.Module:
     torch.manual_seed(0)
     return build_model("pgrid_cnn", 10, (3, 32, 32), activation=activation, norm=norm, **options)
 
@@ -83,7 +84,8 @@ def pgrid_variant(name: str) -> nn.Module:
         replace_activations(model, NaiveDropActivation)
         return model
     activation = {"ReLU": "relu", "Drop-Activation": "drop_activation", "RReLU": "rrelu"}[name]
-    return pgrid(activation, **({"p": 0.95} if activation == "drop_activation" else {}))
+    options = {"p": 0.95} if activation == "drop_activation" else {}
+    return pgrid(activation, activation_options=options)
 
 
 def sgd(model: nn.Module) -> torch.optim.Optimizer:
@@ -244,7 +246,9 @@ def resnet164_rows(device: torch.device, rounds: int) -> list[Row]:
     for name, activation in (("ReLU", "relu"), ("DA", "drop_activation")):
         torch.manual_seed(0)
         options = {"p": 0.95} if activation == "drop_activation" else {}
-        model = build_model("resnet", 10, (3, 32, 32), depth=164, activation=activation, **options)
+        model = build_model(
+            "resnet", 10, (3, 32, 32), depth=164, activation=activation, activation_options=options
+        )
         steps[name] = training_step(model, sgd(model), 128, (3, 32, 32), device)
     timings = interleaved(steps, rounds, device=device)
     return [

@@ -21,7 +21,7 @@ import torch
 from analysis.render import Report, mean_std
 from analysis.reports._common import intro
 from analysis.verdicts import Draft, decide, directional
-from study.script_runs import ScriptRuns, load_json_artifact
+from study.script_runs import ScriptRuns, latest_finished, load_json_artifact
 from trainables.config import TrainConfig
 from trainables.data import make_loader
 from trainables.train import build_trial, evaluate, train_epoch
@@ -98,7 +98,7 @@ def run(
 def build_report(
     meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, history
 ) -> Report:
-    finished = runs[runs["status"] == "FINISHED"].copy()
+    finished = latest_finished(runs, ["param.dataset", "param.activation", "seed"])
     finished["function"] = finished["param.dataset"].str.removeprefix("regression:")
     report = Report(
         meta["recipe"],

@@ -23,7 +23,7 @@ from scipy import optimize
 from analysis.render import Report, mean_std
 from analysis.reports._common import intro
 from analysis.verdicts import Draft, count, decide
-from study.script_runs import ScriptRuns, load_json_artifact
+from study.script_runs import ScriptRuns, latest_finished, load_json_artifact
 from trainables.regularizers import LearningRateDropout
 
 DOMAIN = ((-4.0, 0.0), (-2.0, 3.0))
@@ -149,7 +149,7 @@ def build_report(
             "unit of the test is the start, never a seed of a deterministic arm.",
         ),
     )
-    finished = runs[runs["status"] == "FINISHED"]
+    finished = latest_finished(runs, ["param.lrd_p", "seed"])
     outcomes = {
         (float(row["param.lrd_p"]), int(row["seed"])): load_json_artifact(
             meta["tracking_uri"], row["run_id"], "outcome"

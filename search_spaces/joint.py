@@ -1,7 +1,8 @@
 """All three methods' knobs at once, each switchable: do they compose? (No paper asked.)
 
-The switches are knobs of the search, not of a trial, so they live under
-``search/``: Ray turns them into ``config["search"]``, which trials ignore.
+The switches are knobs of the search, not of a trial, so they live under ``search/``: Ray
+turns them into ``config["search"]``, which trials ignore. Each method's own part of the space
+is its record's (:mod:`trainables.methods`).
 """
 
 from __future__ import annotations
@@ -10,22 +11,31 @@ from typing import Any
 
 import optuna
 
-from . import drop_activation, lrd, vcl
+from trainables.methods import get_method
+
 from ._base import SearchSpace
+
+METHODS = ("drop_activation", "vcl", "lrd")
 
 
 def suggest(trial: optuna.Trial) -> dict[str, Any]:
     constants: dict[str, Any] = {}
-    if trial.suggest_categorical("search/use_drop_activation", (True, False)):
-        trial.suggest_float("da_p", *drop_activation.P_RANGE)
-        constants.update(drop_activation.CONSTANTS)
-    if trial.suggest_categorical("search/use_vcl", (True, False)):
-        trial.suggest_float("vcl_gamma", *vcl.GAMMA_RANGE, log=True)
-        trial.suggest_categorical("vcl_n", vcl.N_VALUES)
-        constants.update(vcl.CONSTANTS)
-    if trial.suggest_categorical("search/use_lrd", (True, False)):
-        trial.suggest_float("lrd_p", *lrd.P_RANGE)
+    for name in METHODS:
+        if trial.suggest_categorical(f"search/use_{name}", (True, False)):
+            constants.update(_part(name, trial))
     return constants
+
+
+def _part(name: str, trial: optuna.Trial) -> dict[str, Any]:
+    """A method's own space; LRD's without its optimizer axis (the joint space fixes one)."""
+    if name == "lrd":
+        trial.suggest_float("lrd_p", 0.1, 1.0)
+        return {}
+    return get_method(name).space(trial)
+
+
+def _default(name: str, knob: str) -> Any:
+    return next(k.default for k in get_method(name).knobs if k.name == knob)
 
 
 SPACE = SearchSpace(
@@ -43,5 +53,9 @@ GRID = SearchSpace(
         "norm": ("bn", "vcl"),
         "lrd_p": (1.0, 0.5),
     },
-    constants={"da_p": 0.95, "vcl_gamma": vcl.PAPER_GAMMA, "vcl_n": 2},
+    constants={
+        "da_p": _default("drop_activation", "da_p"),
+        "vcl_gamma": _default("vcl", "vcl_gamma"),
+        "vcl_n": _default("vcl", "vcl_n"),
+    },
 )

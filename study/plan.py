@@ -98,19 +98,10 @@ def steps_per_epoch(config: Any, facts: DataFacts) -> int:
 def build(config: Any, facts: DataFacts, device: str) -> nn.Module:
     """The trial's model, built by the same call as ``trainables.train.build_trial`` (the
     caller's random state left as it was)."""
-    from trainables.models import build_model
+    from trainables.train import build_network
 
     with torch.random.fork_rng(devices=[]), torch.device(device):
-        return build_model(
-            config.model,
-            facts.num_classes,
-            facts.in_shape,
-            activation=config.activation,
-            norm=config.norm,
-            **config.activation_options(),
-            **config.norm_options(),
-            **config.arch,
-        )
+        return build_network(config, facts.num_classes, facts.in_shape)
 
 
 def count_params(config: Any, facts: DataFacts) -> int:
@@ -178,17 +169,24 @@ def count_flops(config: Any, facts: DataFacts) -> int:
         return _step_flops(model.eval(), facts, size, "meta")
     except Exception:
         pass
-    tiny = min(size, max(TINY_BATCH, 2 * config.vcl_n if config.uses_vcl else 0))
-    with torch.random.fork_rng(devices=[]):  # the batch and a random layer's draws
-        cpu_flops = _step_flops(build(config, facts, "cpu").train(), facts, tiny, "cpu")
-    return round(cpu_flops * size / tiny)
+    tiny = min(size, TINY_BATCH)
+    while True:  # a method may need a larger batch (VCL's two subsets of n): double until it runs
+        try:
+            with torch.random.fork_rng(devices=[]):  # the batch and a random layer's draws
+                model = build(config, facts, "cpu").train()
+                cpu_flops = _step_flops(model, facts, tiny, "cpu")
+            return round(cpu_flops * size / tiny)
+        except (RuntimeError, ValueError):
+            if tiny >= size:
+                raise
+            tiny = min(size, 2 * tiny)
 
 
 def measure_step_seconds(config: Any, facts: DataFacts) -> float:
     """Seconds of one ``train_step`` on this CPU with the trial's model, optimizer, batch size
     and threads (median of the timed steps after the warm-up)."""
     from trainables.optim import make_optimizer
-    from trainables.train import train_step
+    from trainables.train import Plugs, train_step
 
     size = max(1, min(config.batch_size, facts.train))
     threads = torch.get_num_threads()
@@ -198,11 +196,12 @@ def measure_step_seconds(config: Any, facts: DataFacts) -> float:
             torch.manual_seed(0)
             model = build(config, facts, "cpu").train()
             optimizer = make_optimizer(config, model.parameters())
+            plugs = Plugs.of(config)
             x, y = random_batch(facts, size, "cpu")
             times = []
             for _ in range(WARMUP_STEPS + TIMED_STEPS):
                 start = time.perf_counter()
-                train_step(model, x, y, optimizer, config, facts.task)
+                train_step(model, x, y, optimizer, facts.task, plugs)
                 times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)

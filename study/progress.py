@@ -8,11 +8,24 @@ from typing import Any
 
 from ray.tune import Callback
 
-_SHOWN = ("activation", "da_p", "norm", "vcl_n", "vcl_gamma", "optimizer", "lrd_p", "model", "seed")
+from trainables.tune import split_config
+
+_SHOWN = ("activation", "norm", "optimizer", "model")
 
 
 def _describe(config: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={config[k]}" for k in _SHOWN if k in config)
+    """The trial's choices and the knobs of the methods that act in it (from their records)."""
+    try:
+        train, settings = split_config(config)
+    except ValueError:
+        return ", ".join(f"{k}={v}" for k, v in config.items() if not isinstance(v, dict))
+    shown = {k: getattr(train, k) for k in _SHOWN}
+    for method in train.active_methods():
+        shown.update({k.name: getattr(train, k.name) for k in method.knobs})
+    if "variant" in settings:
+        shown["variant"] = settings["variant"].get("name")
+    shown["seed"] = train.seed
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def _failed(trial) -> bool:

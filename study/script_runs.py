@@ -18,7 +18,15 @@ from typing import Any
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from analysis.schema import CONFIG_TAG, KIND_TAG, PARENT_TAG, SEED_TAG, SWEEP_RUN_TAG
+from analysis.schema import (
+    CONFIG_TAG,
+    KIND_TAG,
+    MACHINE_TAG,
+    PARENT_TAG,
+    SEED_TAG,
+    SWEEP_RUN_TAG,
+)
+from trainables.machine import describe_machine
 
 from .spec import config_id
 from .tracking import as_params, experiment_id, flatten
@@ -59,6 +67,7 @@ class ScriptRuns:
             SWEEP_RUN_TAG: self.parent_run_id,
             CONFIG_TAG: config_id(config),
             SEED_TAG: str(config.get("seed", 0)),
+            MACHINE_TAG: describe_machine(),
         }
         run = self.client.create_run(self.experiment_id, tags=tags)
         run_id = run.info.run_id
@@ -87,3 +96,12 @@ def load_json_artifact(tracking_uri: str, run_id: str, name: str) -> Any:
     with tempfile.TemporaryDirectory() as directory:
         path = client.download_artifacts(run_id, f"{name}.json", directory)
         return json.loads(Path(path).read_text())
+
+
+def latest_finished(runs, keys: list[str]):
+    """The finished runs, one per ``keys`` (the newest): a script rerun after its config's
+    recorded form changed cannot count one training twice."""
+    finished = runs[runs["status"] == "FINISHED"]
+    if finished.empty:
+        return finished.copy()
+    return finished.sort_values("start_time").drop_duplicates(keys, keep="last").copy()

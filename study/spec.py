@@ -174,7 +174,9 @@ class Spec(_Section):
 
 
 def config_id(config: dict[str, Any]) -> str:
-    """A trial config's identity without its seed and placement: equal configs, equal ids."""
+    """A trial's identity without its seed and placement: equal configs, equal ids. Sweeps
+    hash the recorded active knobs (:func:`study.tracking.trial_record`), so a knob of a method
+    that is off, or a default changed for one, does not split a config in two."""
     identity = {k: v for k, v in config.items() if k not in PLACEMENT_KEYS}
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

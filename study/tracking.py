@@ -34,6 +34,7 @@ from analysis.schema import (
     FAILURE_TAG,
     HPARAM_PREFIX,
     KIND_TAG,
+    MACHINE_TAG,
     PARENT_TAG,
     SEED_TAG,
     STOPPED_TAG,
@@ -43,6 +44,7 @@ from analysis.schema import (
     TAG,
     TRIAL_TAG,
 )
+from trainables.tune import split_config
 
 from .spec import DEFAULT_ARTIFACTS, Spec, config_id
 
@@ -145,6 +147,25 @@ def start_sweep_run(
     return run_id
 
 
+def _epoch_keys(result: dict[str, Any]) -> list[str]:
+    """The per-epoch metrics: the trainer's, and each active method's ``<name>_penalty``."""
+    penalties = sorted(k for k in result if k.endswith("_penalty") and k not in EPOCH_METRICS)
+    return [*EPOCH_METRICS, *penalties]
+
+
+def trial_record(config: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's run records of its Ray config: the active knobs of its training config
+    (a method that is off leaves none: no ``da_p`` on a ReLU arm), its seed, the name of its
+    variant and the search's own switches. Numbers stay numbers (also logged as ``hp.*``)."""
+    train, settings = split_config(config)
+    recorded: dict[str, Any] = {**train.active_knobs(), "seed": train.seed}
+    if "variant" in settings:
+        recorded["variant"] = {"name": settings["variant"].get("name")}
+    if "search" in settings:
+        recorded["search"] = settings["search"]
+    return recorded
+
+
 class MlflowTrialLogger(Callback):
     """A Tune callback mirroring every trial into a nested run under the sweep's parent run."""
 
@@ -193,20 +214,21 @@ class MlflowTrialLogger(Callback):
         return run_id
 
     def _create_trial_run(self, trial) -> str:
-        config = dict(trial.config)
+        recorded = trial_record(dict(trial.config))
+        seed = recorded["seed"]
         tags = {
             PARENT_TAG: self.sweep_run_id,
             SWEEP_RUN_TAG: self.sweep_run_id,
             TRIAL_TAG: trial.trial_id,
-            CONFIG_TAG: config_id(config),
-            SEED_TAG: str(config.get("seed", 0)),
+            CONFIG_TAG: config_id(recorded),
+            SEED_TAG: str(seed),
             KIND_TAG: "trial",
         }
         run = self.client.create_run(
-            self.experiment_id, tags=tags, run_name=f"{trial.trial_id}-seed{config.get('seed', 0)}"
+            self.experiment_id, tags=tags, run_name=f"{trial.trial_id}-seed{seed}"
         )
         run_id = run.info.run_id
-        flat = flatten(config)
+        flat = flatten(recorded)
         params = as_params(flat)
         hparams = [
             Metric(f"{HPARAM_PREFIX}{k}", float(v), 0, 0) for k, v in flat.items() if _numeric(v)
@@ -225,10 +247,12 @@ class MlflowTrialLogger(Callback):
         stamp = int(time.time() * 1000)
         metrics = [
             Metric(key, float(result[key]), stamp, epoch)
-            for key in (*EPOCH_METRICS, *SUMMARY_METRICS, "epoch")
+            for key in (*_epoch_keys(result), *SUMMARY_METRICS, "epoch")
             if _numeric(result.get(key))
         ]
         tags = [RunTag("node_id", str(result["node_id"]))] if "node_id" in result else []
+        if result.get("machine"):
+            tags.append(RunTag(MACHINE_TAG, str(result["machine"])))
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH], tags=tags)
         self._logged_epochs[trial.trial_id] = epoch
@@ -244,7 +268,7 @@ class MlflowTrialLogger(Callback):
     def _finish(self, trial, result: dict[str, Any], failure: str | None) -> None:
         run_id = self.run_for(trial)
         stamp = int(time.time() * 1000)
-        final = {f"final_{k}": result[k] for k in EPOCH_METRICS if _numeric(result.get(k))}
+        final = {f"final_{k}": result[k] for k in _epoch_keys(result) if _numeric(result.get(k))}
         summary = {k: result[k] for k in SUMMARY_METRICS if _numeric(result.get(k))}
         summary["epochs_completed"] = result.get("epoch", 0)
         metrics = [Metric(k, float(v), stamp, 0) for k, v in {**final, **summary}.items()]

@@ -1,11 +1,14 @@
-"""One trial's configuration: a frozen, flat dataclass checked once, at the boundary.
+"""One trial's configuration: flat, frozen, checked once at the boundary.
 
-Flat on purpose: every field is one search-space axis, one MLflow param and
-one column in the analysis tables. Method knobs (``da_p``, ``vcl_n``,
-``vcl_gamma``, ``lrd_p``, ...) default to "off" or to the paper's value and
-only act when their method is on (``activation="drop_activation"``,
-``norm="vcl"``, ``lrd_p < 1``). ``clip_per_layer`` (per-layer gradient clipping, VCL's
-stabiliser) is a knob of its own, for any arm, off unless set.
+Flat on purpose: every key is one search-space axis, one MLflow param and one column in the
+analysis tables. The core keys (data, model, optimization, seed) are declared here, each with
+one constraint from which its check and its message derive. Every method knob (``da_p``,
+``vcl_n``, ``lrd_p``, a plug-in's own) comes from its method record (:mod:`trainables.methods`):
+this file names none of them, and a method added later brings its knobs with it.
+
+A knob acts only while its method is on (``activation="drop_activation"``, ``norm="vcl"``,
+``lrd_p < 1``); :meth:`TrainConfig.active_knobs` is the config without the knobs that do
+nothing, what MLflow records and what a trial's identity hashes.
 
 A variant of a sweep is applied with :func:`apply_variant`: its mapping-valued fields
 (``arch``, ``augment_options``, ``data_options``) merge key by key into the trial's.
@@ -13,11 +16,25 @@ A variant of a sweep is applied with :func:`apply_variant`: its mapping-valued f
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from trainables.methods import (
+    Constraint,
+    Each,
+    Interval,
+    Method,
+    Nullable,
+    OneOf,
+    Rule,
+    get_method,
+    knobs,
+    list_methods,
+    methods,
+)
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "amsgrad", "radam", "adamw")
 SCHEDULES = ("constant", "multistep", "cosine")
@@ -38,66 +55,187 @@ PAPER_LR = {
 }
 
 
+def _names(kind: str) -> list[str]:
+    from trainables.data import list_augmentations, list_datasets
+    from trainables.models import list_models
+
+    lists = {
+        "dataset": list_datasets,
+        "model": list_models,
+        "augment": list_augmentations,
+    }
+    return lists[kind]()
+
+
+def _model_options(model: str) -> tuple[str, ...]:
+    from trainables.models import get_model_entry
+
+    try:
+        return get_model_entry(model).options
+    except ValueError:
+        return ()
+
+
+def _gammas(value: Any) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
 @dataclass(frozen=True)
+class Field:
+    """A core config key: its default and its one constraint."""
+
+    name: str
+    default: Any
+    constraint: Constraint
+
+
+_BOOL = Rule(lambda v, _: isinstance(v, bool), "must be true or false")
+_POSITIVE_INT = Interval(1, None, integer=True)
+FIELDS = (
+    Field(
+        "dataset",
+        "digits",
+        Rule(
+            lambda v, _: v in _names("dataset") or str(v).startswith("uci:"),
+            lambda _: f"choose one of {_names('dataset')}",
+        ),
+    ),
+    Field("data_dir", None, Nullable(Rule(lambda v, _: isinstance(v, str), "must be a path"))),
+    Field("val_fraction", 0.1, Interval(0, 1, closed="left")),
+    Field("split_seed", 0, Interval(0, None, integer=True)),
+    Field("train_subset", None, Nullable(_POSITIVE_INT)),
+    Field("eval_subset", None, Nullable(_POSITIVE_INT)),
+    Field("augment", (), Each(OneOf(lambda: _names("augment")))),
+    Field(
+        "augment_options",
+        {},
+        Rule(
+            lambda v, _: all(k.split("_")[0] in _names("augment") for k in v),
+            lambda _: f"keys are <augmentation>_<option>, augmentation one of {_names('augment')}",
+        ),
+    ),
+    Field("data_options", {}, Rule(lambda v, _: isinstance(v, Mapping), "must be a mapping")),
+    Field("to_rgb32", False, _BOOL),
+    Field("model", "pgrid_cnn", OneOf(lambda: _names("model"))),
+    Field(
+        "arch",
+        {},
+        Rule(
+            lambda v, c: set(v) <= set(_model_options(c.model)),
+            lambda c: f"model {c.model!r} takes options {sorted(_model_options(c.model))}",
+        ),
+    ),
+    Field("activation", "relu", OneOf(lambda: list_methods("activation"))),
+    Field("norm", "bn", OneOf(lambda: list_methods("norm"))),
+    Field("optimizer", "sgd", OneOf(OPTIMIZERS)),
+    Field("lr", None, Nullable(Interval(0, None, closed="neither"))),
+    Field("momentum", 0.9, Interval(0, 1, closed="left")),
+    Field("nesterov", False, _BOOL),
+    Field("weight_decay", 5e-4, Interval(0, None)),
+    Field("schedule", "multistep", OneOf(SCHEDULES)),
+    Field(
+        "milestones",
+        (),
+        Rule(
+            lambda v, _: all(isinstance(m, int) and m > 0 for m in v) and list(v) == sorted(set(v)),
+            "must be increasing positive epoch numbers",
+        ),
+    ),
+    Field(
+        "lr_gamma",
+        0.1,
+        Rule(
+            lambda v, c: (
+                all(Interval(0, 1, "right").holds(g, c) for g in _gammas(v))
+                and (not isinstance(v, tuple) or len(v) == len(c.milestones))
+            ),
+            "must be in (0, 1], or one such factor per milestone",
+        ),
+    ),
+    Field("epochs", 10, _POSITIVE_INT),
+    Field("batch_size", 128, _POSITIVE_INT),
+    Field("eval_batch_size", 1024, _POSITIVE_INT),
+    Field("eval_every", 1, _POSITIVE_INT),
+    Field("seed", 0, Interval(0, None, integer=True)),
+    Field("device", "auto", OneOf(DEVICES)),
+    Field("num_threads", None, Nullable(_POSITIVE_INT)),
+)
+_CORE = {f.name: f for f in FIELDS}
+_TUPLES = ("augment", "milestones", "lr_gamma")
+
+
+def _normalized(name: str, value: Any) -> Any:
+    if name in _TUPLES and isinstance(value, list):
+        return tuple(value)
+    if name in MAPPING_FIELDS and isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _coerced(default: Any, value: Any) -> Any:
+    """A float knob given as an int (``lrd_p: 1``) is the same float."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 class TrainConfig:
-    """Everything one trial needs: data, model, optimization, regularizers, seed."""
+    """Everything one trial needs: data, model, optimization, the methods' knobs, seed.
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    train_subset: int | None = None
-    eval_subset: int | None = None
-    augment: tuple[str, ...] = ()
-    augment_options: Mapping[str, float] = field(default_factory=dict)
-    data_options: Mapping[str, Any] = field(default_factory=dict)
-    to_rgb32: bool = False
+    Frozen; built from keyword arguments (every core key and every registered knob) and
+    validated as it is built: the first illegal value raises a ``ValueError`` naming the key,
+    the value and what is allowed. A knob is checked when its method is on, or when it was set
+    to something other than its default.
+    """
 
-    model: str = "pgrid_cnn"
-    arch: Mapping[str, Any] = field(default_factory=dict)
-    activation: str = "relu"
-    da_p: float = 0.95
-    leaky_slope: float = 0.2
-    norm: str = "bn"
-    vcl_n: int = 2
-    vcl_per: str = "neuron"
-    vcl_gamma: float = 0.01
+    __slots__ = ("_values",)
 
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    clip_per_layer: float | None = None
-    schedule: str = "multistep"
-    milestones: tuple[int, ...] = ()
-    lr_gamma: float | tuple[float, ...] = 0.1
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 1024
-    eval_every: int = 1
+    def __init__(self, **values: Any) -> None:
+        table = knobs()
+        unknown = sorted(set(values) - set(_CORE) - set(table))
+        if unknown:
+            known = sorted(set(_CORE) | set(table))
+            raise ValueError(f"unknown config keys {unknown}; known keys are {known}")
+        filled = {f.name: _normalized(f.name, values.get(f.name, f.default)) for f in FIELDS}
+        for name, (_, knob) in table.items():
+            filled[name] = _coerced(knob.default, values.get(name, knob.default))
+        object.__setattr__(self, "_values", filled)
+        self._check()
 
-    lrd_p: float = 1.0
-    grad_dropout_p: float = 1.0
-    grad_noise_eta: float = 0.0
-    grad_noise_gamma: float = 0.55
-    label_noise: float = 0.0
+    def _check(self) -> None:
+        for field in FIELDS:
+            message = field.constraint.message(field.name, self._values[field.name], self)
+            if message:
+                raise ValueError(message)
+        active = {m.name for m in self.active_methods()}
+        for name, (method, knob) in knobs().items():
+            value = self._values[name]
+            if method.name in active or value != knob.default:
+                message = knob.check(value, self)
+                if message:
+                    raise ValueError(message)
 
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"TrainConfig has no key {name!r}")
 
-    def __post_init__(self) -> None:
-        for name in ("augment", "milestones", "lr_gamma"):
-            value = getattr(self, name)
-            if isinstance(value, (list, tuple)):
-                object.__setattr__(self, name, tuple(value))
-        for name in ("arch", "augment_options", "data_options"):
-            object.__setattr__(self, name, dict(getattr(self, name)))
-        for name, (allowed, description) in _RULES.items():
-            value = getattr(self, name)
-            if not _holds(allowed, value, self):
-                raise ValueError(f"{name}={value!r} is not allowed: {description(self)}")
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TrainConfig is frozen: use .replace(...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainConfig) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self._values, sort_keys=True, default=str))
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self._values.items() if v != _default(k)}
+        return "TrainConfig(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
+    def __reduce__(self):
+        return (_rebuild, (self.to_dict(),))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -107,32 +245,29 @@ class TrainConfig:
         training they meant: ``vcl_clip`` becomes ``clip_per_layer`` under ``norm="vcl"``
         (where it acted) and is dropped otherwise (where it did nothing).
         """
-        values = _read_retired(values)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return cls(**_read_retired(values))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return copy.deepcopy(self._values)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        return TrainConfig(**{**self._values, **changes})
 
     @property
     def learning_rate(self) -> float:
         return PAPER_LR[self.optimizer] if self.lr is None else self.lr
 
-    @property
-    def uses_vcl(self) -> bool:
-        return self.norm == "vcl"
+    def active_methods(self) -> list[Method]:
+        """The records that act in this trial: its activation, its norm, and every additive
+        method its knobs switch on."""
+        chosen = [get_method(self.activation), get_method(self.norm)]
+        return chosen + [m for m in methods() if m.slot == "additive" and m.is_active(self)]
 
     @property
     def needs_full_batches(self) -> bool:
         """Batch statistics (batchnorm, VCL's two subsets) need every training batch whole: a
         last batch of one sample would fail batchnorm, one under 2n would fail VCL."""
-        return self.norm in ("bn", "vcl")
+        return any(m.full_batches for m in self.active_methods())
 
     def augment_options_in_use(self) -> dict[str, float]:
         """The ``augment_options`` of the augmentations in ``augment`` (``cutout_size`` only
@@ -140,29 +275,24 @@ class TrainConfig:
         return {k: v for k, v in self.augment_options.items() if k.split("_")[0] in self.augment}
 
     def activation_options(self) -> dict[str, Any]:
-        return _ACTIVATION_OPTIONS.get(self.activation, _no_options)(self)
+        """The activation module's arguments (``{"p": 0.95}`` for Drop-Activation)."""
+        return get_method(self.activation).arguments(self)
 
     def norm_options(self) -> dict[str, Any]:
-        return _NORM_OPTIONS.get(self.norm, _no_options)(self)
+        """The norm layer's arguments (``{"n": 2, "per": "neuron"}`` for VCL)."""
+        return get_method(self.norm).arguments(self)
 
     def active_knobs(self) -> dict[str, Any]:
-        """The config without knobs of methods that are off: what MLflow records and groups by."""
-        inactive = set()
-        if self.activation != "drop_activation":
-            inactive.add("da_p")
-        if self.activation != "leaky_relu":
-            inactive.add("leaky_slope")
-        if not self.uses_vcl:
-            inactive |= {"vcl_n", "vcl_per", "vcl_gamma"}
-        if self.clip_per_layer is None:
-            inactive.add("clip_per_layer")
-        if self.grad_noise_eta == 0:
-            inactive.add("grad_noise_gamma")
+        """The config without what does nothing: knobs of methods that are off, SGD's momentum
+        under another optimizer, milestones without a multistep schedule."""
+        inactive = set(knobs())
         if self.optimizer != "sgd":
             inactive |= {"momentum", "nesterov"}
         if self.schedule != "multistep":
             inactive |= {"milestones", "lr_gamma"}
         values = {k: v for k, v in self.to_dict().items() if k not in inactive}
+        for method in self.active_methods():
+            values.update({k.name: self._values[k.name] for k in method.knobs})
         values["lr"] = self.learning_rate
         return values
 
@@ -172,6 +302,16 @@ class TrainConfig:
         A checkpoint resumes under a config of equal identity, so a default changed since for a
         knob that is off (or a moved data directory) does not strand a run."""
         return {k: v for k, v in self.active_knobs().items() if k not in PLACEMENT_FIELDS}
+
+
+def _default(name: str) -> Any:
+    if name in _CORE:
+        return _CORE[name].default
+    return knobs()[name][1].default
+
+
+def _rebuild(values: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.from_dict(values)
 
 
 def apply_variant(values: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,149 +343,6 @@ def _read_retired(values: Mapping[str, Any]) -> Mapping[str, Any]:
         return values
     values = dict(values)
     clip = values.pop("vcl_clip")
-    norm = values.get("norm", TrainConfig.norm)
-    if norm == "vcl" and "clip_per_layer" not in values:
+    if values.get("norm", _CORE["norm"].default) == "vcl" and "clip_per_layer" not in values:
         values["clip_per_layer"] = clip
     return values
-
-
-def _no_options(config: TrainConfig) -> dict[str, Any]:
-    return {}
-
-
-_ACTIVATION_OPTIONS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {
-    "drop_activation": lambda c: {"p": c.da_p},
-    "leaky_relu": lambda c: {"slope": c.leaky_slope},
-}
-_NORM_OPTIONS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {
-    "vcl": lambda c: {"n": c.vcl_n, "per": c.vcl_per},
-}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _holds(allowed: Callable[..., bool], value: Any, config: TrainConfig) -> bool:
-    try:
-        return bool(allowed(value, config))
-    except TypeError:
-        return False
-
-
-def _registered(kind: str) -> Callable[[Any, TrainConfig], bool]:
-    return lambda value, _: value in _names(kind)
-
-
-def _names(kind: str) -> list[str]:
-    from trainables.data import list_augmentations, list_datasets
-    from trainables.layers import list_activations, list_norms
-    from trainables.models import list_models
-
-    lists = {
-        "dataset": list_datasets,
-        "model": list_models,
-        "activation": list_activations,
-        "norm": list_norms,
-        "augment": list_augmentations,
-    }
-    return lists[kind]()
-
-
-def _model_options(model: str) -> tuple[str, ...]:
-    from trainables.models import get_model_entry
-
-    try:
-        return get_model_entry(model).options
-    except ValueError:
-        return ()
-
-
-def _one_of(values: tuple[str, ...]) -> Callable[[TrainConfig], str]:
-    return lambda _: f"choose one of {list(values)}"
-
-
-_RULES: dict[str, tuple[Callable[[Any, TrainConfig], bool], Callable[[TrainConfig], str]]] = {
-    "dataset": (
-        lambda v, _: v in _names("dataset") or str(v).startswith("uci:"),
-        lambda _: f"choose one of {_names('dataset')}",
-    ),
-    "val_fraction": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
-    "split_seed": (lambda v, _: _integer(v) and v >= 0, lambda _: "must be an integer >= 0"),
-    "train_subset": (
-        lambda v, _: v is None or (_integer(v) and v >= 1),
-        lambda _: "must be a positive number of training examples, or null for all",
-    ),
-    "eval_subset": (
-        lambda v, _: v is None or (_integer(v) and v >= 1),
-        lambda _: "must be a positive number of validation/test examples, or null for all",
-    ),
-    "augment": (
-        lambda v, _: all(a in _names("augment") for a in v),
-        lambda _: f"each must be one of {_names('augment')}",
-    ),
-    "augment_options": (
-        lambda v, _: all(k.split("_")[0] in _names("augment") for k in v),
-        lambda _: f"keys are <augmentation>_<option>, augmentation one of {_names('augment')}",
-    ),
-    "model": (_registered("model"), lambda _: f"choose one of {_names('model')}"),
-    "arch": (
-        lambda v, c: set(v) <= set(_model_options(c.model)),
-        lambda c: f"model {c.model!r} takes options {sorted(_model_options(c.model))}",
-    ),
-    "activation": (_registered("activation"), lambda _: f"choose one of {_names('activation')}"),
-    "da_p": (
-        lambda v, _: _number(v) and 0 < v <= 1,
-        lambda _: "Drop-Activation p must be in (0, 1]",
-    ),
-    "leaky_slope": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
-    "norm": (_registered("norm"), lambda _: f"choose one of {_names('norm')}"),
-    "vcl_n": (
-        lambda v, c: _integer(v) and v >= 2 and 2 * v <= c.batch_size,
-        lambda c: f"VCL n must be an integer in [2, batch_size / 2 = {c.batch_size // 2}]",
-    ),
-    "vcl_per": (lambda v, _: v in ("channel", "neuron"), _one_of(("channel", "neuron"))),
-    "vcl_gamma": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
-    "optimizer": (lambda v, _: v in OPTIMIZERS, _one_of(OPTIMIZERS)),
-    "lr": (lambda v, _: v is None or (_number(v) and v > 0), lambda _: "must be > 0 or null"),
-    "momentum": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
-    "weight_decay": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
-    "clip_per_layer": (
-        lambda v, _: v is None or (_number(v) and v > 0),
-        lambda _: "must be > 0 (the largest L2 norm of each layer's gradient), or null for none",
-    ),
-    "schedule": (lambda v, _: v in SCHEDULES, _one_of(SCHEDULES)),
-    "milestones": (
-        lambda v, _: all(_integer(m) and m > 0 for m in v) and list(v) == sorted(set(v)),
-        lambda _: "must be increasing positive epoch numbers",
-    ),
-    "lr_gamma": (
-        lambda v, c: (
-            all(_number(g) and 0 < g <= 1 for g in (v if isinstance(v, tuple) else (v,)))
-            and (not isinstance(v, tuple) or len(v) == len(c.milestones))
-        ),
-        lambda _: "must be in (0, 1], or one such factor per milestone",
-    ),
-    "epochs": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
-    "batch_size": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
-    "eval_batch_size": (lambda v, _: _integer(v) and v >= 1, lambda _: "must be an integer >= 1"),
-    "eval_every": (
-        lambda v, _: _integer(v) and v >= 1,
-        lambda _: "must be an integer >= 1 (epochs between evaluations; the last is always one)",
-    ),
-    "lrd_p": (lambda v, _: _number(v) and 0 < v <= 1, lambda _: "LRD p must be in (0, 1]"),
-    "grad_dropout_p": (lambda v, _: _number(v) and 0 < v <= 1, lambda _: "must be in (0, 1]"),
-    "grad_noise_eta": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
-    "grad_noise_gamma": (lambda v, _: _number(v) and v >= 0, lambda _: "must be >= 0"),
-    "label_noise": (lambda v, _: _number(v) and 0 <= v < 1, lambda _: "must be in [0, 1)"),
-    "seed": (lambda v, _: _integer(v) and v >= 0, lambda _: "must be an integer >= 0"),
-    "device": (lambda v, _: v in DEVICES, _one_of(DEVICES)),
-    "num_threads": (
-        lambda v, _: v is None or (_integer(v) and v >= 1),
-        lambda _: "must be an integer >= 1 or null",
-    ),
-}

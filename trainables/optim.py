@@ -2,9 +2,10 @@
 
 ``make_optimizer`` builds the base optimizer from a registry (torch's defaults
 for everything but the learning rate and weight decay, as the LRD paper tunes
-only the initial learning rate; ``momentum``/``nesterov`` are SGD's), then wraps it:
-noisy gradient and dropout on G act on the gradient before the step, LRD on
-the step itself, so LRD is the outermost wrapper (LRD+NG in LRD Table 3).
+only the initial learning rate; ``momentum``/``nesterov`` are SGD's), then lets
+the active method records wrap it: noisy gradient and dropout on G act on the
+gradient before the step, LRD on the step itself, so LRD is the outermost
+wrapper (LRD+NG in LRD Table 3).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 
 from .config import TrainConfig
-from .regularizers import GradientDropout, GradientNoise, LearningRateDropout
 
 Params = Iterable[nn.Parameter]
 
@@ -43,14 +43,12 @@ _BASE: dict[str, Callable[[Params, TrainConfig], Optimizer]] = {
 
 
 def make_optimizer(config: TrainConfig, params: Params) -> Optimizer:
-    """The configured base optimizer, wrapped by gradient noise, dropout on G and LRD as asked."""
+    """The configured base optimizer, wrapped by every active method that wraps one, innermost
+    first by the record's ``order`` (noisy gradient, dropout on G, then LRD outermost)."""
     optimizer = _BASE[config.optimizer](params, config)
-    if config.grad_noise_eta > 0:
-        optimizer = GradientNoise(optimizer, config.grad_noise_eta, config.grad_noise_gamma)
-    if config.grad_dropout_p < 1:
-        optimizer = GradientDropout(optimizer, config.grad_dropout_p)
-    if config.lrd_p < 1:
-        optimizer = LearningRateDropout(optimizer, config.lrd_p)
+    wrappers = sorted((m for m in config.active_methods() if m.wrap), key=lambda m: m.order)
+    for method in wrappers:
+        optimizer = method.wrap(optimizer, **method.arguments(config))
     return optimizer
 
 

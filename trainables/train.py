@@ -7,11 +7,11 @@ uninterrupted run would have: model, optimizer (LRD's mask generator
 included), schedule and every random generator come back, and the data order
 is a function of (seed, epoch).
 
-The regularizers under study enter at four places only: the activation and
-norm the model is built with (Drop-Activation, VCL), the loss
-(``+ vcl_gamma * vcl_penalty``), the labels (noisy labels) and the optimizer
-wrappers (LRD, dropout on G, noisy gradient). Per-layer gradient clipping
-(``clip_per_layer``, VCL's stabiliser) is a knob of its own, for any arm.
+Regularizers enter only through their method records (:mod:`trainables.methods`), at the
+places a record plugs in: the activation and norm the model is built with (Drop-Activation,
+VCL), a transform of the built model (DropConnect), weighted loss terms (VCL's penalty),
+gradient transforms (per-layer clipping), label transforms (noisy labels) and optimizer
+wrappers (LRD, dropout on G, noisy gradient). Nothing here names a method.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,6 @@ from .config import TrainConfig
 from .data import Augment, DatasetSplits, load_dataset, make_loader
 from .models import build_model
 from .optim import make_optimizer, make_scheduler
-from .regularizers import clip_grad_norm_per_layer_, disturb_labels, vcl_penalty
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Trial:
     optimizer: Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
+    plugs: Plugs = field(default_factory=lambda: Plugs())
     epoch: int = 0
     best: dict[str, float] = field(default_factory=dict)
 
@@ -123,18 +124,53 @@ def build_trial(config: TrainConfig) -> Trial:
         for which in ("val", "test"):
             if getattr(data, which) is not None:
                 data = _subset(data, which, config.eval_subset, config.split_seed)
+    model = build_network(config, data.num_classes, data.in_shape).to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = make_scheduler(config, optimizer)
+    return Trial(config, data, model, optimizer, scheduler, device, Plugs.of(config))
+
+
+def build_network(config: TrainConfig, num_classes: int, in_shape) -> nn.Module:
+    """The trial's model: the architecture with the chosen activation and norm records' modules,
+    then every active method's model transform (DropConnect on the linear layers, ...)."""
     model = build_model(
         config.model,
-        data.num_classes,
-        data.in_shape,
+        num_classes,
+        in_shape,
         activation=config.activation,
         norm=config.norm,
-        **config.activation_options(),
-        **config.norm_options(),
+        activation_options=config.activation_options(),
+        norm_options=config.norm_options(),
         **config.arch,
-    ).to(device)
-    optimizer = make_optimizer(config, model.parameters())
-    return Trial(config, data, model, optimizer, make_scheduler(config, optimizer), device)
+    )
+    for method in config.active_methods():
+        if method.model is not None:
+            model = method.model(model, **method.arguments(config))
+    return model
+
+
+@dataclass(frozen=True)
+class Plugs:
+    """What the active method records add to a training step, read once per trial: weighted
+    loss terms (VCL), gradient transforms (per-layer clipping) and label transforms (noisy
+    labels). ``train_step`` names no method."""
+
+    penalties: tuple[tuple[str, float, Callable[[nn.Module], Tensor]], ...] = ()
+    gradients: tuple[Callable[[nn.Module], object], ...] = ()
+    labels: tuple[Callable[[Tensor, int], Tensor], ...] = ()
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Plugs:
+        active = config.active_methods()
+        return cls(
+            penalties=tuple(
+                (m.name, getattr(config, m.weight), m.penalty) for m in active if m.penalty
+            ),
+            gradients=tuple(
+                partial(m.gradients, **m.arguments(config)) for m in active if m.gradients
+            ),
+            labels=tuple(partial(m.labels, **m.arguments(config)) for m in active if m.labels),
+        )
 
 
 def _subset(data: DatasetSplits, which: str, size: int, seed: int) -> DatasetSplits:
@@ -159,44 +195,47 @@ def errors(outputs: Tensor, targets: Tensor, task: str) -> Tensor:
 
 
 def train_step(
-    model: nn.Module, x: Tensor, y: Tensor, optimizer: Optimizer, config: TrainConfig, task: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One SGD step on (x, y); returns the task loss, the VCL penalty and the outputs, detached.
-
-    With ``clip_per_layer`` set, each layer's gradient is clipped to that L2 norm before the
-    step, whatever the normalization (so the arms of a comparison differ in nothing else)."""
+    model: nn.Module, x: Tensor, y: Tensor, optimizer: Optimizer, task: str, plugs: Plugs = Plugs()
+) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """One step on (x, y): the task loss plus each active penalty times its weight, backward,
+    the gradient transforms, the optimizer's step. Returns the task loss, each penalty
+    (unweighted) and the outputs, detached."""
     outputs = model(x)
     loss = task_loss(task)(outputs, y)
-    penalty = vcl_penalty(model) if config.uses_vcl else torch.zeros((), device=x.device)
+    penalties = {name: penalty(model) for name, _, penalty in plugs.penalties}
+    total = loss
+    for name, weight, _ in plugs.penalties:
+        total = total + weight * penalties[name]
     optimizer.zero_grad(set_to_none=True)
-    (loss + config.vcl_gamma * penalty if config.uses_vcl else loss).backward()
-    if config.clip_per_layer is not None:
-        clip_grad_norm_per_layer_(model, config.clip_per_layer)
+    total.backward()
+    for transform in plugs.gradients:
+        transform(model)
     optimizer.step()
-    return loss.detach(), penalty.detach(), outputs.detach()
+    return loss.detach(), {k: v.detach() for k, v in penalties.items()}, outputs.detach()
 
 
 def train_epoch(trial: Trial, loader) -> dict[str, float]:
-    config, task = trial.config, trial.data.task
+    task, plugs = trial.data.task, trial.plugs
     trial.model.train()
     loss_sum = torch.zeros((), device=trial.device)
-    penalty_sum = torch.zeros((), device=trial.device)
     error_sum = torch.zeros((), device=trial.device)
+    penalty_sums = {name: torch.zeros((), device=trial.device) for name, _, _ in plugs.penalties}
     seen = 0
     start = time.perf_counter()
     for x, y in loader:
-        if config.label_noise > 0:
-            y = disturb_labels(y, trial.data.num_classes, config.label_noise)
-        loss, penalty, outputs = train_step(trial.model, x, y, trial.optimizer, config, task)
+        for transform in plugs.labels:
+            y = transform(y, trial.data.num_classes)
+        loss, penalties, outputs = train_step(trial.model, x, y, trial.optimizer, task, plugs)
         loss_sum += loss * len(y)
-        penalty_sum += penalty * len(y)
+        for name, value in penalties.items():
+            penalty_sums[name] += value * len(y)
         error_sum += errors(outputs, y, task)
         seen += len(y)
     elapsed = time.perf_counter() - start
     return {
         "train_loss": loss_sum.item() / seen,
         "train_error": error_sum.item() / seen,
-        "vcl_penalty": penalty_sum.item() / seen,
+        **{f"{name}_penalty": total.item() / seen for name, total in penalty_sums.items()},
         "epoch_time": elapsed,
         "samples_per_s": seen / elapsed,
     }

@@ -16,6 +16,7 @@ import torch
 from ray import tune
 
 from .config import TrainConfig, apply_variant
+from .machine import describe_machine
 from .train import fit
 
 __all__ = ["ADAPTER_KEYS", "apply_variant", "split_config", "train_trial"]
@@ -50,7 +51,12 @@ def train_trial(config: dict[str, Any]) -> None:
     resume = _load(checkpoint) if checkpoint else None
     node_id = ray.get_runtime_context().get_node_id()
     for report in fit(train_config, resume=resume):
-        metrics = {**report.metrics, "node_id": node_id, "failure": report.failure or ""}
+        metrics = {
+            **report.metrics,
+            "node_id": node_id,
+            "machine": describe_machine(),
+            "failure": report.failure or "",
+        }
         last = report.epoch == train_config.epochs or report.failure is not None
         if report.failure is None and (report.epoch % every == 0 or last):
             with tempfile.TemporaryDirectory() as directory:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..render import Report
+from ._common import with_off_knobs
 
 History = Callable[[list[str], str], pd.DataFrame]
 
@@ -38,7 +39,7 @@ def build_report(
     history: History | None = None,
 ) -> Report:
     """The report of kind ``options["kind"]`` for ``runs``; unknown kinds list the known ones."""
-    return _module(options).build(meta, options, runs, history)
+    return _module(options).build(meta, options, with_off_knobs(runs), history)
 
 
 def check_report(options: dict[str, Any]) -> None:

@@ -119,6 +119,22 @@ def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "", history=Non
     return "\n".join(lines)
 
 
+def with_off_knobs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A run records only the knobs of the methods that acted in it; where a method was off,
+    its knob reads as its default (the "off" value: ``lrd_p`` 1.0), so arms group cleanly.
+    Numeric knobs are also filled in their ``hp.*`` columns, which reports read as numbers."""
+    from trainables.methods import knobs
+
+    filled = {}
+    for name, (_, knob) in knobs().items():
+        for column, value in ((f"param.{name}", str(knob.default)), (f"hp.{name}", knob.default)):
+            if column in runs.columns and runs[column].isna().any():
+                if column.startswith("hp.") and not isinstance(value, (int, float)):
+                    continue
+                filled[column] = runs[column].fillna(value)
+    return runs.assign(**filled) if filled else runs
+
+
 def require(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``runs`` with every column in ``columns`` present (missing ones filled with NaN)."""
     missing = {c: float("nan") for c in columns if c not in runs.columns}

@@ -34,7 +34,7 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
     check(options)
     column = metric_column(options)
     convert, lower_is_better, ylabel = units(options)
-    x, lines = options["x"], options.get("lines")
+    x, lines = _numeric_column(options["x"], runs), options.get("lines")
     runs = require(runs, [x, column, "seed", "status", *([lines] if lines else [])])
     runs = runs[runs[x].notna()]
     cells: dict[tuple[str, float], Cell] = {}
@@ -58,7 +58,7 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
     report.add_table(
         "curve",
         _table(cells, options),
-        f"{ylabel} against {x.removeprefix('param.')}",
+        f"{ylabel} against {x.split('.', 1)[-1]}",
         "Mean ± std over seeds with the 95% t-interval; the best value per line in bold.",
     )
     frame = pd.DataFrame(
@@ -97,6 +97,13 @@ def build(meta: dict[str, Any], options: dict[str, Any], runs: pd.DataFrame, his
             "which each value has the best mean.",
         )
     return report
+
+
+def _numeric_column(x: str, runs: pd.DataFrame) -> str:
+    """A knob's ``hp.*`` column (numbers, as the run logged them) where the run has it, rather
+    than its ``param.*`` text."""
+    numeric = f"hp.{x.removeprefix('param.')}"
+    return numeric if x.startswith("param.") and numeric in runs.columns else x
 
 
 def _paper_lines(options: dict[str, Any], lines: str | None) -> dict | None:

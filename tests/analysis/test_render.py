@@ -5,8 +5,8 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.verdicts import Claim
 from analysis.render import Report, markdown_table, mean_std, write_report
+from analysis.verdicts import Claim
 
 
 def test_mean_std_formatting():

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, TOO_FEW
 from analysis.reports import build_report, check_report, list_report_kinds
+from analysis.verdicts import NOT_SUPPORTED, SUPPORTED, TOO_FEW
 
 META = {"recipe": "demo", "scale": "paper", "title": "Demo", "experiment": "demo-paper"}
 

@@ -57,7 +57,7 @@ def test_an_interval_that_merely_includes_zero_is_not_equivalence():
     assert evidence.ci_low < -1 and evidence.ci_high > 0.8
     assert verdict_of(evidence) == INCONCLUSIVE
     tight = equivalence(seeds([0.05, -0.04, 0.02, -0.01, 0.0]), seeds([0.0] * 5), margin=0.5)
-    assert -0.5 < tight.ci_low and tight.ci_high < 0.5
+    assert tight.ci_low > -0.5 and tight.ci_high < 0.5
     assert verdict_of(tight) == EQUIVALENT
     far = equivalence(seeds([2.0, 2.1, 1.9, 2.05, 1.95]), seeds([0.0] * 5), margin=0.5)
     assert verdict_of(far) == NOT_SUPPORTED

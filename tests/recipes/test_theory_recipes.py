@@ -55,7 +55,9 @@ def test_probing_a_relu_net_gives_ratio_one_and_leaves_the_generator_alone(da):
     torch.manual_seed(0)
     batches = [torch.randn(16, 1, 28, 28) for _ in range(2)]
     for p, exact in ((1.0, True), (0.95, False)):
-        model = build_model("pgrid_cnn", 10, (1, 28, 28), activation="drop_activation", p=p)
+        model = build_model(
+            "pgrid_cnn", 10, (1, 28, 28), activation="drop_activation", activation_options={"p": p}
+        )
         before = torch.random.get_rng_state()
         found = da.shift_ratios(model, batches, seed=3)
         assert torch.equal(before, torch.random.get_rng_state())

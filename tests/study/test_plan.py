@@ -170,7 +170,7 @@ def test_parameter_counts_are_the_real_models(recipes):
     vcl = TrainConfig(dataset="digits", model="pgrid_cnn", norm="vcl", vcl_n=2, batch_size=64)
     counts = [costs.step(c, 0.5)[1] for c in (fcnet, wrn, vcl)]  # gpus > 0: nothing timed
     assert counts[:2] == [FCNET_MNIST, WRN_28_10_CIFAR10]
-    real = build_model("pgrid_cnn", 10, (1, 8, 8), norm="vcl", **vcl.norm_options())
+    real = build_model("pgrid_cnn", 10, (1, 8, 8), norm="vcl", norm_options=vcl.norm_options())
     assert counts[2] == sum(p.numel() for p in real.parameters())  # built on CPU: VCL reads data
 
 

@@ -29,8 +29,12 @@ from study.recipes import list_recipes, load_recipe
 from study.spec import Spec
 from trainables.config import TrainConfig
 from trainables.data import load_dataset
+from trainables.methods import knobs
 from trainables.models import build_model
+from trainables.train import build_network
 from trainables.tune import split_config
+
+MODEL_KEYS = ("model", "arch", "activation", "norm")
 
 # (in_shape, num_classes) of the datasets that need a download; to_rgb32 pads 1x28x28 to 3x32x32.
 PAPER_DATASETS = {
@@ -55,25 +59,21 @@ def data_shape(dataset: str, to_rgb32: bool, options: str) -> tuple[tuple[int, .
     return tuple(data.in_shape), data.num_classes
 
 
-@functools.cache
-def count(model: str, in_shape: tuple[int, ...], num_classes: int, options: str) -> int:
-    with torch.device("meta"):
-        built = build_model(model, num_classes, in_shape, **json.loads(options))
-    return sum(p.numel() for p in built.parameters())
+_COUNTS: dict[str, int] = {}
 
 
 def parameter_count(config: TrainConfig) -> int:
-    """The parameters of the model ``trainables.train.build_trial`` builds for ``config``."""
+    """The parameters of the model ``trainables.train.build_trial`` builds for ``config``
+    (built once per distinct model, on the meta device)."""
     options = json.dumps(config.data_options, sort_keys=True)
     in_shape, num_classes = data_shape(config.dataset, config.to_rgb32, options)
-    model_options = {
-        "activation": config.activation,
-        "norm": config.norm,
-        **config.activation_options(),
-        **config.norm_options(),
-        **config.arch,
-    }
-    return count(config.model, in_shape, num_classes, json.dumps(model_options, sort_keys=True))
+    model_keys = {k: v for k, v in config.identity().items() if k in MODEL_KEYS or k in knobs()}
+    key = json.dumps([model_keys, in_shape, num_classes], sort_keys=True, default=str)
+    if key not in _COUNTS:
+        with torch.device("meta"):
+            built = build_network(config, num_classes, in_shape)
+        _COUNTS[key] = sum(p.numel() for p in built.parameters())
+    return _COUNTS[key]
 
 
 def arms(spec: Spec) -> list[tuple[dict[str, Any], TrainConfig]]:
@@ -170,5 +170,7 @@ def test_the_arms_follow_the_sweep_a_trial_runs():
 def test_meta_counts_equal_real_counts():
     config = TrainConfig(dataset="digits", model="pgrid_cnn", norm="vcl", arch={"init": "he"})
     in_shape, num_classes = data_shape("digits", False, "{}")
-    real = build_model("pgrid_cnn", num_classes, in_shape, norm="vcl", per="neuron", init="he")
+    real = build_model(
+        "pgrid_cnn", num_classes, in_shape, norm="vcl", norm_options={"per": "neuron"}, init="he"
+    )
     assert parameter_count(config) == sum(p.numel() for p in real.parameters())

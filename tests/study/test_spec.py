@@ -32,7 +32,7 @@ def write_spec(directory: Path, values: dict) -> Path:
 
 BAD_SPECS = [
     ({"train.model": "resnet9000"}, "model='resnet9000' is not allowed: choose one of"),
-    ({"train.da_p": 1.5}, "da_p=1.5 is not allowed: Drop-Activation p must be in (0, 1]"),
+    ({"train.da_p": 1.5}, "da_p=1.5 is not allowed: must be a number in (0, 1]"),
     ({"train.norm": "vcl", "train.vcl_n": 1}, "vcl_n=1 is not allowed"),
     ({"train.norm": "vcl", "train.vcl_n": 40}, "batch_size / 2 = 32"),
     ({"space": "vcl", "train.batch_size": 16}, "search space 'vcl' reaches an illegal config"),

@@ -44,7 +44,14 @@ def test_paper_variant_trains_a_step(name, options):
     ("activation", "options"), [("relu", {}), ("leaky_relu", {"slope": 0.2}), ("elu", {})]
 )
 def test_vcl_paper_grid_on_the_elu_network(activation, options, norm):
-    forward_backward("elu_cnn", (3, 32, 32), batch=4, activation=activation, norm=norm, **options)
+    forward_backward(
+        "elu_cnn",
+        (3, 32, 32),
+        batch=4,
+        activation=activation,
+        norm=norm,
+        activation_options=options,
+    )
 
 
 def test_emnist_sized_input_reaches_the_head_of_every_conv_net():

@@ -9,7 +9,7 @@ import torch
 from trainables.config import TrainConfig
 from trainables.optim import make_optimizer, make_scheduler, multistep_factor
 from trainables.regularizers import GradientDropout, GradientNoise, LearningRateDropout
-from trainables.train import build_trial, fit, train_step
+from trainables.train import Plugs, build_trial, fit, train_step
 
 FAST = {"dataset": "digits", "model": "pgrid_cnn", "batch_size": 64, "lr": 0.05, "num_threads": 1}
 EPOCH_KEYS = {
@@ -72,8 +72,11 @@ def test_resumed_run_ends_with_the_same_metrics_as_a_straight_run(methods):
     snapshot = snapshot_after_first_epoch(config)
     resumed = run(config, resume=snapshot)
     assert [r.epoch for r in resumed] == [2, 3]
+    assert resumed[-1].metrics.keys() == straight[-1].metrics.keys()
+    assert ("vcl_penalty" in straight[-1].metrics) == (config.norm == "vcl")
     for key in ("train_loss", "val_loss", "test_loss", "lr", "vcl_penalty"):
-        assert resumed[-1].metrics[key] == straight[-1].metrics[key], key
+        if key in straight[-1].metrics:
+            assert resumed[-1].metrics[key] == straight[-1].metrics[key], key
 
 
 def test_resume_refuses_a_checkpoint_of_another_config():
@@ -135,10 +138,17 @@ def test_subsets_shrink_train_and_evaluation_splits_by_seed():
         build_trial(TrainConfig(**FAST, train_subset=100_000))
 
 
-def test_vcl_penalty_is_reported_only_with_vcl():
+def test_a_penalty_is_reported_only_by_the_method_that_adds_it():
     plain = run(TrainConfig(**FAST, epochs=1))[0].metrics
     vcl = run(TrainConfig(**FAST, epochs=1, norm="vcl"))[0].metrics
-    assert plain["vcl_penalty"] == 0.0 and vcl["vcl_penalty"] > 0.0
+    assert "vcl_penalty" not in plain and vcl["vcl_penalty"] > 0.0
+
+
+def test_the_step_adds_each_active_penalty_times_its_weight():
+    trial = build_trial(TrainConfig(**FAST, norm="vcl", vcl_gamma=0.5))
+    ((name, weight, _),) = trial.plugs.penalties
+    assert (name, weight) == ("vcl", 0.5)
+    assert build_trial(TrainConfig(**FAST)).plugs == Plugs()
 
 
 def layer_grad_norms(model: torch.nn.Module) -> list[float]:
@@ -156,7 +166,7 @@ def test_clip_per_layer_clips_every_layer_of_any_arm_and_only_when_set(norm):
     def step_norms(clip):
         trial = build_trial(TrainConfig(**FAST, norm=norm, clip_per_layer=clip))
         x, y = trial.data.train.inputs[:64].float(), trial.data.train.targets[:64]
-        train_step(trial.model, x, y, trial.optimizer, trial.config, trial.data.task)
+        train_step(trial.model, x, y, trial.optimizer, trial.data.task, trial.plugs)
         return layer_grad_norms(trial.model)
 
     limit = 1e-3

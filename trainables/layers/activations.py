@@ -1,81 +1,64 @@
-"""The one activation factory every model uses (timm's ``get_act_layer`` habit).
+"""The activations every model can use, as method records, and the one factory models call.
 
-A model asks ``activation_factory(name, **kwargs)`` once and calls the result
-for each activation it places, so every activation is a module that
-``replace_activations`` can find, and swapping one is a single argument.
+A model asks ``activation_factory(name, **options)`` once and calls the result for each
+activation it places (timm's ``get_act_layer`` habit), so every activation is a module that
+``replace_activations`` can find, and swapping one is a single argument. Each activation is a
+:class:`~trainables.methods.Method` record of slot ``activation``; Drop-Activation's record
+lives beside its code (trainables/regularizers/drop_activation.py).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from functools import partial
 
 from torch import nn
 
-from trainables.regularizers import DropActivation
+from trainables.methods import Interval, Knob, Method, get_method, list_methods
 
 ActivationFactory = Callable[[], nn.Module]
 
-
-def _relu() -> nn.Module:
-    return nn.ReLU()
+RELU = Method("relu", "activation", "ReLU, the baseline of every table", module=nn.ReLU)
 
 
 def _leaky_relu(slope: float = 0.01) -> nn.Module:
     return nn.LeakyReLU(negative_slope=slope)
 
 
-def _elu(alpha: float = 1.0) -> nn.Module:
-    return nn.ELU(alpha=alpha)
-
-
-def _selu() -> nn.Module:
-    return nn.SELU()
-
-
-def _rrelu(lower: float = 1 / 8, upper: float = 1 / 3) -> nn.Module:
-    return nn.RReLU(lower=lower, upper=upper)
-
-
-def _drop_activation(p: float = 0.95) -> nn.Module:
-    return DropActivation(p=p)
-
-
-ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "relu": _relu,
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "selu": _selu,
-    "rrelu": _rrelu,
-    "drop_activation": _drop_activation,
-}
+LEAKY_RELU = Method(
+    "leaky_relu",
+    "activation",
+    "leaky ReLU (VCL Table 2: slope 0.2)",
+    knobs=(Knob("leaky_slope", 0.2, Interval(0, 1, closed="left"), argument="slope"),),
+    module=_leaky_relu,
+)
+ELU = Method("elu", "activation", "ELU (Clevert et al.; VCL Table 2)", module=nn.ELU)
+SELU = Method("selu", "activation", "SELU (Klambauer et al.; VCL Table 4)", module=nn.SELU)
+RRELU = Method(
+    "rrelu",
+    "activation",
+    "randomized leaky ReLU, slope ~ U[1/8, 1/3] in training (Drop-Activation's baseline)",
+    module=partial(nn.RReLU, lower=1 / 8, upper=1 / 3),
+)
 
 
 def list_activations() -> list[str]:
-    return sorted(ACTIVATIONS)
+    return list_methods("activation")
 
 
-def activation_kwargs(name: str) -> frozenset[str]:
-    """The keyword arguments activation ``name`` accepts (e.g. ``slope``, ``p``)."""
-    return frozenset(inspect.signature(_lookup(name)).parameters)
-
-
-def _lookup(name: str) -> Callable[..., nn.Module]:
-    if name not in ACTIVATIONS:
+def activation_factory(name: str, **options: float) -> ActivationFactory:
+    """A zero-argument callable that builds a fresh ``name`` activation module each call;
+    ``options`` are the module's own arguments (``p=0.95`` for Drop-Activation), checked by
+    building one module here."""
+    if name not in list_activations():
         raise ValueError(f"unknown activation {name!r}; choose one of {list_activations()}")
-    return ACTIVATIONS[name]
-
-
-def activation_factory(name: str, **kwargs: float) -> ActivationFactory:
-    """A zero-argument callable that builds a fresh ``name`` activation module each call."""
-    builder = _lookup(name)
-    unknown = set(kwargs) - activation_kwargs(name)
+    record = get_method(name)
+    accepted = {k.argument for k in record.knobs}
+    unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(
-            f"activation {name!r} takes {sorted(activation_kwargs(name)) or 'no options'}, "
-            f"got {sorted(unknown)}"
+            f"activation {name!r} takes {sorted(accepted) or 'no options'}, got {unknown}"
         )
-    factory = partial(builder, **kwargs)
+    factory = partial(record.module, **options)
     factory()
     return factory

@@ -1,21 +1,19 @@
-"""The one normalization factory every model uses; VCL is one of its choices.
+"""The normalizations every model can use, as method records, and the one factory models call.
 
-``norm_factory(name, **kwargs)`` returns a :class:`NormFactory` whose
-``make(num_features, dims)`` builds the layer for a conv feature map
-(``dims=2``) or a flat feature vector (``dims=1``). VCL sits exactly where
-batchnorm would, so a model is built with either by changing one argument.
+``norm_factory(name, **options)`` returns a :class:`NormFactory` whose ``make(num_features,
+dims)`` builds the layer for a conv feature map (``dims=2``) or a flat feature vector
+(``dims=1``). VCL sits exactly where batchnorm would, so a model is built with either by
+changing one argument; its record lives beside its code (trainables/regularizers/vcl.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
-from trainables.regularizers import VarianceConstancy
+from trainables.methods import Interval, Knob, Method, get_method, list_methods
 
 
 def _bn(num_features: int, dims: int) -> nn.Module:
@@ -34,35 +32,20 @@ def _none(num_features: int, dims: int) -> nn.Module:
     return nn.Identity()
 
 
-def _vcl(
-    num_features: int, dims: int, n: int = 2, beta_init: float = 1.0, per: str = "neuron"
-) -> nn.Module:
-    return VarianceConstancy(num_features, n=n, beta_init=beta_init, per=per)
-
-
-NORMS: dict[str, Callable[..., nn.Module]] = {
-    "bn": _bn,
-    "ln": _ln,
-    "gn": _gn,
-    "none": _none,
-    "vcl": _vcl,
-}
-_WITHOUT_SHIFT = frozenset({"none", "vcl"})
+BN = Method("bn", "norm", "batch normalization", module=_bn, full_batches=True)
+LN = Method("ln", "norm", "layer normalization (GroupNorm(1) on feature maps)", module=_ln)
+GN = Method(
+    "gn",
+    "norm",
+    "group normalization",
+    knobs=(Knob("gn_groups", 32, Interval(1, None, integer=True), argument="groups"),),
+    module=_gn,
+)
+NONE = Method("none", "norm", "no normalization", module=_none, conv_bias=True)
 
 
 def list_norms() -> list[str]:
-    return sorted(NORMS)
-
-
-def _lookup(name: str) -> Callable[..., nn.Module]:
-    if name not in NORMS:
-        raise ValueError(f"unknown norm {name!r}; choose one of {list_norms()}")
-    return NORMS[name]
-
-
-def norm_kwargs(name: str) -> frozenset[str]:
-    """The options norm ``name`` accepts (e.g. ``n`` and ``per`` for vcl, ``groups`` for gn)."""
-    return frozenset(inspect.signature(_lookup(name)).parameters) - {"num_features", "dims"}
+    return list_methods("norm")
 
 
 @dataclass(frozen=True)
@@ -77,23 +60,23 @@ class NormFactory:
 
     @property
     def conv_bias(self) -> bool:
-        return self.name in _WITHOUT_SHIFT
+        return get_method(self.name).conv_bias
 
     def make(self, num_features: int, dims: int = 2) -> nn.Module:
         if dims not in (1, 2):
             raise ValueError(f"dims must be 1 (features) or 2 (feature maps), got {dims!r}")
-        return NORMS[self.name](num_features, dims, **self.options)
+        return get_method(self.name).module(num_features, dims, **self.options)
 
 
-def norm_factory(name: str, **kwargs: object) -> NormFactory:
-    """Validate ``name`` and its options and return the factory models call for each layer."""
-    _lookup(name)
-    unknown = set(kwargs) - norm_kwargs(name)
+def norm_factory(name: str, **options: object) -> NormFactory:
+    """The factory models call for each normalization layer; ``options`` are the layer's own
+    arguments (``n`` and ``per`` for VCL), checked by building one layer here."""
+    if name not in list_norms():
+        raise ValueError(f"unknown norm {name!r}; choose one of {list_norms()}")
+    accepted = {k.argument for k in get_method(name).knobs if k.argument}
+    unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(
-            f"norm {name!r} takes {sorted(norm_kwargs(name)) or 'no options'}, "
-            f"got {sorted(unknown)}"
-        )
-    factory = NormFactory(name, dict(kwargs))
+        raise ValueError(f"norm {name!r} takes {sorted(accepted) or 'no options'}, got {unknown}")
+    factory = NormFactory(name, dict(options))
     factory.make(8, 2)
     return factory

@@ -3,27 +3,21 @@
 An architecture is one function ``fn(num_classes, in_shape, act, norm, *, <options>)``
 where ``act`` is an activation factory and ``norm`` a :class:`NormFactory`; its
 keyword-only options, named as in the original papers, are what ``build_model``
-accepts besides the activation's and the norm's own options.
+accepts as ``**arch``; the activation's and the norm's own options come apart, as
+``activation_options`` and ``norm_options``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from trainables.layers import (
-    activation_factory,
-    activation_kwargs,
-    list_activations,
-    list_norms,
-    norm_factory,
-    norm_kwargs,
-)
+from trainables.layers import activation_factory, list_activations, list_norms, norm_factory
 
 ModelFn = Callable[..., nn.Module]
 _POSITIONAL = ("num_classes", "in_shape", "act", "norm")
@@ -102,23 +96,6 @@ def _check_in_shape(in_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _split_options(
-    entry: ModelEntry, activation: str, norm: str, kwargs: dict
-) -> tuple[dict, dict, dict]:
-    act_keys, norm_keys, arch_keys = activation_kwargs(activation), norm_kwargs(norm), entry.options
-    unknown = sorted(set(kwargs) - act_keys - norm_keys - set(arch_keys))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for model {entry.name!r}; it takes {sorted(arch_keys)}, "
-            f"activation {activation!r} takes {sorted(act_keys)}, norm {norm!r} takes "
-            f"{sorted(norm_keys)}"
-        )
-    act_kw = {k: v for k, v in kwargs.items() if k in act_keys}
-    norm_kw = {k: v for k, v in kwargs.items() if k in norm_keys}
-    arch_kw = {k: v for k, v in kwargs.items() if k not in act_keys and k not in norm_keys}
-    return act_kw, norm_kw, arch_kw
-
-
 def _check_choice(entry: ModelEntry, kind: str, value: str, allowed: list[str]) -> None:
     if value not in allowed:
         raise ValueError(f"model {entry.name!r} takes {kind} one of {allowed}, got {value!r}")
@@ -140,24 +117,33 @@ def build_model(
     in_shape: Sequence[int],
     activation: str = "relu",
     norm: str = "bn",
-    **kwargs: object,
+    *,
+    activation_options: Mapping[str, object] | None = None,
+    norm_options: Mapping[str, object] | None = None,
+    **arch: object,
 ) -> nn.Module:
     """Build architecture ``name`` with every activation and normalization from the factories.
 
-    ``kwargs`` go to the activation factory (e.g. ``p``, ``slope``), the norm
-    factory (e.g. ``n``, ``per``, ``groups``) or the architecture (e.g. ``depth``),
-    whichever accepts them. Lazy parameters (VCL ``per="neuron"``) are
+    ``activation_options`` go to the activation's module (``{"p": 0.95}`` for
+    Drop-Activation), ``norm_options`` to the norm layer's (``{"n": 2}`` for VCL), ``arch``
+    to the architecture (``depth=110``). Lazy parameters (VCL ``per="neuron"``) are
     materialised by one no-grad forward, so an optimizer can be built at once.
     """
     entry = get_model_entry(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     shape = _check_in_shape(in_shape)
-    act_kw, norm_kw, arch_kw = _split_options(entry, activation, norm, kwargs)
+    unknown = sorted(set(arch) - set(entry.options))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for model {entry.name!r}; it takes "
+            f"{sorted(entry.options)} (activation and norm options go in activation_options "
+            "and norm_options)"
+        )
     _check_choice(entry, "activation", activation, entry.accepted_activations())
     _check_choice(entry, "norm", norm, entry.accepted_norms())
-    act = activation_factory(activation, **act_kw)
-    norms = norm_factory(norm, **norm_kw)
-    model = entry.fn(num_classes, shape, act, norms, **arch_kw)
+    act = activation_factory(activation, **(activation_options or {}))
+    norms = norm_factory(norm, **(norm_options or {}))
+    model = entry.fn(num_classes, shape, act, norms, **arch)
     _materialize_lazy(model, shape)
     return model

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.methods import Grid, Interval, Knob, Method
+
 from ._sampling import iter_bernoulli_positions
 
 
@@ -102,3 +104,35 @@ class DropActivation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}" + (", inplace=True" if self.inplace else "")
+
+
+def _suggest(trial) -> dict:
+    trial.suggest_float("da_p", 0.6, 1.0)
+    return {"activation": "drop_activation"}
+
+
+RECORD = Method(
+    name="drop_activation",
+    slot="activation",
+    summary="Drop-Activation (Liang, Khoo & Yang): ReLU kept with probability p, else identity",
+    knobs=(
+        Knob(
+            "da_p",
+            0.95,
+            Interval(0, 1, closed="right"),
+            argument="p",
+            help="retain probability of each ReLU; 1 is ReLU",
+        ),
+    ),
+    module=DropActivation,
+    space=_suggest,
+    space_description="p ~ U[0.6, 1.0] for Optuna (TPE)",
+    grids={
+        "drop_activation_grid": Grid(
+            "Figure 5: p = 0.60, 0.65, ..., 1.00",
+            {"da_p": tuple(round(0.60 + 0.05 * k, 2) for k in range(9))},
+            {"activation": "drop_activation"},
+        )
+    },
+    paper="Liang, Khoo & Yang, Drop-Activation",
+)

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from trainables.methods import Grid, Interval, Knob, Method
+
 from ._wrapper import OptimizerWrapper, check_keep_probability
 
 
@@ -112,3 +114,54 @@ class GradientDropout(OptimizerWrapper):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def _suggest(trial) -> dict:
+    trial.suggest_float("lrd_p", 0.1, 1.0)
+    trial.suggest_categorical("optimizer", ("sgd", "rmsprop", "adam", "amsgrad", "radam"))
+    return {}
+
+
+RECORD = Method(
+    name="lrd",
+    slot="additive",
+    summary="Learning Rate Dropout (Lin et al.): each element's update kept with probability p",
+    knobs=(
+        Knob(
+            "lrd_p",
+            1.0,
+            Interval(0, 1, closed="right"),
+            argument="p",
+            help="keep probability of each parameter's update; 1 = off",
+        ),
+    ),
+    active=lambda k: k["lrd_p"] < 1,
+    wrap=LearningRateDropout,
+    order=30,
+    space=_suggest,
+    space_description="p ~ U[0.1, 1.0] and the optimizer among SGDM, RMSprop, Adam, AMSGrad, RAdam",
+    grids={
+        "lrd_grid": Grid(
+            "Table 2: p in {0.1, 0.3, 0.5, 0.7, 0.9, 1.0}",
+            {"lrd_p": (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)},
+        )
+    },
+    paper="Lin et al., Learning Rate Dropout",
+)
+GRADIENT_DROPOUT = Method(
+    name="grad_dropout",
+    slot="additive",
+    summary="dropout on the gradient G (LRD section 4.6, 'DG'): each gradient element kept with p",
+    knobs=(
+        Knob(
+            "grad_dropout_p",
+            1.0,
+            Interval(0, 1, closed="right"),
+            argument="p",
+            help="keep probability of each gradient element; 1 = off",
+        ),
+    ),
+    active=lambda k: k["grad_dropout_p"] < 1,
+    wrap=GradientDropout,
+    order=20,
+)

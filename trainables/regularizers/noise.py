@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from trainables.methods import Interval, Knob, Method
+
 from ._wrapper import OptimizerWrapper
 
 
@@ -82,3 +84,27 @@ def disturb_labels(
     flip = torch.rand(targets.shape, device=device, generator=generator) < rate
     offset = torch.randint(1, num_classes, targets.shape, device=device, generator=generator)
     return torch.where(flip, (targets + offset) % num_classes, targets)
+
+
+GRADIENT_NOISE = Method(
+    name="grad_noise",
+    slot="additive",
+    summary="noisy gradient (Neelakantan et al.): N(0, eta / (1 + t)^gamma) added to gradients",
+    knobs=(
+        Knob("grad_noise_eta", 0.0, Interval(0, None), argument="eta", help="0 = off"),
+        Knob("grad_noise_gamma", 0.55, Interval(0, None), argument="gamma"),
+    ),
+    active=lambda k: k["grad_noise_eta"] > 0,
+    wrap=GradientNoise,
+    order=10,
+)
+LABEL_NOISE = Method(
+    name="label_noise",
+    slot="additive",
+    summary="noisy labels (DisturbLabel, Xie et al.): each label replaced by another with rate",
+    knobs=(
+        Knob("label_noise", 0.0, Interval(0, 1, closed="left"), argument="rate", help="0 = off"),
+    ),
+    active=lambda k: k["label_noise"] > 0,
+    labels=disturb_labels,
+)

@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
+from trainables.methods import Bound, Grid, Interval, Knob, Method, Nullable, OneOf
+
 Per = Literal["channel", "neuron"]
 _PER_VALUES = ("channel", "neuron")
 
@@ -231,3 +233,70 @@ def clip_grad_norm_per_layer_(model: nn.Module, max_norm: float = 1.0) -> Tensor
     scale = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
     torch._foreach_mul_(grads, list(scale[owner].unbind()))
     return norms
+
+
+def _vcl_layer(
+    num_features: int, dims: int, n: int = 2, per: str = "neuron", beta_init: float = 1.0
+) -> nn.Module:
+    return VarianceConstancy(num_features, n=n, beta_init=beta_init, per=per)
+
+
+def _suggest(trial) -> dict:
+    trial.suggest_float("vcl_gamma", 1e-4, 1e-1, log=True)
+    trial.suggest_categorical("vcl_n", (2, 3, 5, 7, 9))
+    return {"norm": "vcl"}
+
+
+RECORD = Method(
+    name="vcl",
+    slot="norm",
+    summary="Variance Constancy Loss (Littwin & Wolf) where batchnorm would sit, weighted by gamma",
+    knobs=(
+        Knob(
+            "vcl_n",
+            2,
+            Interval(2, Bound(lambda c: c.batch_size // 2, "batch_size / 2"), integer=True),
+            argument="n",
+            help="size of each of the two subsets whose variances are compared",
+        ),
+        Knob(
+            "vcl_per",
+            "neuron",
+            OneOf(("neuron", "channel")),
+            argument="per",
+            help="neuron: every channel x position is a neuron (reference code); channel",
+        ),
+        Knob("vcl_gamma", 0.01, Interval(0, None), help="weight of the loss (eq. 17)"),
+    ),
+    module=_vcl_layer,
+    penalty=vcl_penalty,
+    weight="vcl_gamma",
+    full_batches=True,
+    conv_bias=True,
+    space=_suggest,
+    space_description="gamma ~ log-U[1e-4, 1e-1], n in {2, 3, 5, 7, 9}",
+    grids={
+        "vcl_grid": Grid(
+            "Table 2: n in {2, 3, 5, 7, 9} at gamma = 0.01",
+            {"vcl_n": (2, 3, 5, 7, 9)},
+            {"norm": "vcl", "vcl_gamma": 0.01},
+        )
+    },
+    paper="Littwin & Wolf, The Variance Constancy Loss",
+)
+CLIP_PER_LAYER = Method(
+    name="clip_per_layer",
+    slot="additive",
+    summary="each layer's gradient clipped to an L2 norm (VCL section 2.4, any arm)",
+    knobs=(
+        Knob(
+            "clip_per_layer",
+            None,
+            Nullable(Interval(0, None, closed="neither")),
+            argument="max_norm",
+            help="the largest L2 norm of a layer's gradient; null = no clipping",
+        ),
+    ),
+    active=lambda k: k["clip_per_layer"] is not None,
+    gradients=clip_grad_norm_per_layer_,
+)

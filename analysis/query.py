@@ -5,11 +5,16 @@ failure reason, every param as ``param.<key>`` (MLflow's strings, as stored),
 numeric hyperparameters as ``hp.<key>`` floats, and every latest metric as
 ``metric.<key>``. Filters: the experiment (the study name), one sweep's parent
 run, a recipe tag. ``table.to_pandas()`` for users who want pandas.
+
+Reading never writes: MLflow's SQLite store creates its database file as soon as a client
+touches it, so a ``sqlite:///`` URI whose file does not exist is refused (:class:`StoreNotFound`)
+before any client is built, and a mistyped path leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +41,34 @@ class ExperimentNotFound(LookupError):
     """No MLflow experiment by that name at that tracking URI."""
 
 
+class StoreNotFound(LookupError):
+    """A ``sqlite:///`` tracking URI whose database file does not exist."""
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URI (relative to the working directory, as
+    SQLAlchemy reads it); None for other stores and in-memory SQLite."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    path = tracking_uri[len(prefix) :].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    """A client for reading; refuses a SQLite URI whose file is missing rather than create it."""
+    path = _sqlite_file(tracking_uri) if tracking_uri else None
+    if path is not None and not path.is_file():
+        raise StoreNotFound(
+            f"tracking URI {tracking_uri}: no MLflow database at {path.resolve()}; nothing has "
+            "been logged there (point --tracking-uri or MLFLOW_TRACKING_URI at the store your "
+            "sweeps logged to)"
+        )
+    return MlflowClient(tracking_uri)
+
+
 def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
     token = None
     while True:
@@ -60,7 +93,7 @@ def _experiment_id(client: MlflowClient, experiment: str, tracking_uri: str) -> 
 
 def sweep_runs(tracking_uri: str, experiment: str, recipe: str | None = None) -> list[Run]:
     """The parent runs of a study's sweeps, newest first."""
-    client = MlflowClient(tracking_uri)
+    client = _client(tracking_uri)
     filters = [f"tags.`{KIND_TAG}` = 'sweep'"]
     if recipe:
         filters.append(f"tags.`{RECIPE_TAG}` = '{recipe}'")
@@ -81,7 +114,7 @@ def _sweep_columns(sweep: Run) -> dict[str, Any]:
 
 def metric_histories(tracking_uri: str, run_ids: list[str], key: str) -> pa.Table:
     """Per-epoch values of metric ``key`` for each run: columns run_id, step, value."""
-    client = MlflowClient(tracking_uri)
+    client = _client(tracking_uri)
     rows = [
         {"run_id": run_id, "step": m.step, "value": float(m.value)}
         for run_id in run_ids
@@ -123,7 +156,7 @@ def trial_runs(
     Each row also carries its sweep's ``regstudy.*`` tags as ``sweep.<key>``
     columns (a recipe's ``part``, ``scale``, ...), so rows can be grouped by part.
     """
-    client = MlflowClient(tracking_uri)
+    client = _client(tracking_uri)
     exp_id = _experiment_id(client, experiment, tracking_uri)
     filters = [f"tags.`{KIND_TAG}` = 'trial'"]
     if sweep_run_id:

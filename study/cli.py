@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .spec import SpecError
+from .spec import SpecError, parse_yaml
 
 MAIN_JOB = "main_job.yaml"
 
@@ -46,12 +46,20 @@ SPEC_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other refusal (``--help`` has the
+    full usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``"train.lr=0.1"`` -> ``("train.lr", 0.1)``; the value is YAML (``1e-3`` is a float too)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise SpecError(f"--set expects section.field=value, got {text!r}")
-    value = yaml.safe_load(raw)
+    if not sep or not key.strip():
+        raise SpecError(f"--set {text}: expected FIELD=VALUE, such as --set train.lr=0.1")
+    value = parse_yaml(raw, f"--set {text}", column_offset=len(key) + 1)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
@@ -81,12 +89,15 @@ def load_sweep_spec(args: argparse.Namespace):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .runner import shutdown, sweep
-
-    spec = load_sweep_spec(args)
+    spec = load_sweep_spec(args)  # first: a bad spec is refused without importing Ray
     if args.dry_run:
         print(spec.to_yaml())
         return 0
+    from .cluster import check_local_resources
+
+    check_local_resources(spec)  # GPUs this machine lacks: refused before Tune's ~10 s import
+    from .runner import shutdown, sweep
+
     try:
         outcome = sweep(spec, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     finally:
@@ -185,7 +196,15 @@ def _print_plan(
     return 0
 
 
+def _check_scale(recipe: str, scale: str) -> None:
+    """An unknown recipe or scale is a spec error (exit 2), found before MLflow is read."""
+    from .recipes import load_recipe
+
+    load_recipe(recipe).scale(scale)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    _check_scale(args.recipe, args.scale)
     from .reproduce import report
 
     for path in report(args.recipe, args.scale, args.tracking_uri, args.experiment):
@@ -198,6 +217,7 @@ def cmd_power(args: argparse.Namespace) -> int:
     from analysis.power import power_table
     from analysis.render import markdown_table
 
+    _check_scale(args.recipe, args.scale)
     from .reproduce import build
 
     report = build(args.recipe, args.scale, args.tracking_uri, args.experiment)
@@ -217,6 +237,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     from .recipes import list_recipes, load_recipe
 
+    if not Path(args.reports).is_dir():
+        raise FileNotFoundError(
+            f"--reports {args.reports}: no such folder; `study reproduce` and `study report` "
+            "write reports/RECIPE/SCALE there"
+        )
     papers = {name: load_recipe(name).paper for name in list_recipes()}
     print(write_summary(Path(args.reports), papers))
     return 0
@@ -233,7 +258,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="study", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser(
@@ -328,7 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; a bad input exits 2 and a read of something that is not there exits 1,
+    each with one line on stderr naming what was wrong."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a usage error (2, one line) or --help (0)
+        return stop.code if isinstance(stop.code, int) else 0
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -336,5 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (FileNotFoundError, KeyError, LookupError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        # str() of a KeyError is its repr: show the message itself
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
         return 1

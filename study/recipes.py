@@ -22,12 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from analysis.reports import check_report
 
-from .spec import NAME_PATTERN, Spec, SpecError, build_spec
+from .spec import NAME_PATTERN, Spec, SpecError, build_spec, format_errors, parse_yaml
 
 SCALES = ("quick", "paper")
 
@@ -111,7 +110,8 @@ class Recipe(BaseModel):
             try:
                 specs[part] = build_spec(merged, overrides)
             except SpecError as err:
-                raise SpecError(f"recipe {self.name!r}, {scale} part {part!r}:\n{err}") from None
+                where = f"recipe {self.name!r}, {scale} part {part!r}"
+                raise SpecError(_each_line(where, str(err))) from None
         return specs
 
     @staticmethod
@@ -167,11 +167,21 @@ def out_of_scope() -> list[OutOfScope]:
     path = recipes_dir() / OUT_OF_SCOPE_FILE
     if not path.exists():
         return []
-    entries = yaml.safe_load(path.read_text()) or []
-    try:
-        return [OutOfScope.model_validate(entry) for entry in entries]
-    except Exception as err:
-        raise SpecError(f"{path} is invalid:\n{err}") from None
+    entries = parse_yaml(path.read_text(), str(path)) or []
+    if not isinstance(entries, list):
+        raise SpecError(f"{path}: a YAML list of entries, got a {type(entries).__name__}")
+    found = []
+    for i, entry in enumerate(entries):
+        try:
+            found.append(OutOfScope.model_validate(entry))
+        except ValidationError as err:
+            raise SpecError(_each_line(f"{path}[{i}]", format_errors(err, OutOfScope))) from None
+    return found
+
+
+def _each_line(where: str, problems: str) -> str:
+    """``problems`` (one per line), each prefixed with ``where``: every line stands alone."""
+    return "\n".join(f"{where}: {line}" for line in problems.splitlines())
 
 
 def load_recipe(name: str) -> Recipe:
@@ -179,11 +189,14 @@ def load_recipe(name: str) -> Recipe:
     path = recipes_dir() / f"{name}.yaml"
     if not path.exists():
         raise SpecError(f"unknown recipe {name!r}; choose one of {list_recipes()}")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = parse_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(values, dict):
+        raise SpecError(f"recipe {name!r} ({path}): a YAML mapping, got a {type(values).__name__}")
     try:
         recipe = Recipe.model_validate({"name": name, **values})
-    except Exception as err:
-        raise SpecError(f"recipe {name!r} ({path}) is invalid:\n{err}") from None
+    except ValidationError as err:
+        problems = format_errors(err, Recipe)
+        raise SpecError(_each_line(f"recipe {name!r} ({path})", problems)) from None
     if recipe.script is not None:
         recipe = recipe.model_copy(update={"script": recipes_dir() / recipe.script})
     elif recipe.report:

@@ -60,7 +60,10 @@ class Resources(_Section):
     @classmethod
     def _whole_above_one(cls, value: float) -> float:
         if value > 1 and not float(value).is_integer():
-            raise ValueError("a fraction of a GPU must be below 1; above 1 use whole GPUs")
+            raise ValueError(
+                f"{value:g} is not allowed: a fraction of a GPU must be below 1; "
+                "above 1 use whole GPUs"
+            )
         return value
 
 
@@ -147,13 +150,35 @@ class Spec(_Section):
             )
         check_space(space, base)
         if self.metric.startswith("val_") and base.get("val_fraction", 0.1) == 0:
-            raise ValueError(f"metric {self.metric!r} needs a validation split; val_fraction is 0")
+            raise ValueError(
+                f"metric={self.metric!r} is not allowed with train.val_fraction=0: it needs a "
+                "validation split; choose a test_ or train_ metric, or val_fraction > 0"
+            )
         if self.scheduler.kind == "asha" and self.scheduler.grace_period > self.budget.epochs:
             raise ValueError(
-                f"scheduler.grace_period={self.scheduler.grace_period} exceeds "
-                f"budget.epochs={self.budget.epochs}"
+                f"scheduler.grace_period={self.scheduler.grace_period} is not allowed: must be "
+                f"at most budget.epochs = {self.budget.epochs}"
             )
+        if self.address is None:
+            self._devices_exist(base)
         return self
+
+    def _devices_exist(self, base: dict[str, Any]) -> None:
+        """A local sweep asking for ``device: cuda`` needs a CUDA device here (a cluster's
+        workers may have one: with an ``address`` that is for Ray's resources to say)."""
+        asked = [("train.device", base.get("device"))]
+        asked += [("grid.device", value) for value in self.grid.get("device", [])]
+        asked += [(f"variants.{v}.device", o.get("device")) for v, o in self.variants.items()]
+        where = next((field for field, device in asked if device == "cuda"), None)
+        if where is None:
+            return
+        import torch  # only here: validating a spec should not cost torch's import otherwise
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{where}='cuda' is not allowed: this machine has no CUDA device; use 'auto' "
+                "or 'cpu', or run on a cluster with --address"
+            )
 
     def base_config(self) -> dict[str, Any]:
         """The trial config every trial starts from, before the space and grid vary it."""
@@ -201,7 +226,10 @@ def resolve_locations(values: dict[str, Any]) -> dict[str, Any]:
     tracking = values.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     values["tracking_uri"] = _absolute_uri(tracking or DEFAULT_TRACKING_URI)
     values["storage_path"] = _absolute(values.get("storage_path") or "ray_results")
-    train = dict(values.get("train") or {})
+    train = values.get("train") or {}
+    if not isinstance(train, dict):
+        return values  # not a mapping: validation says so, naming the field
+    train = dict(train)
     data_dir = train.get("data_dir") or os.environ.get("REGSTUDY_DATA_DIR") or "data"
     train["data_dir"] = _absolute(data_dir)
     values["train"] = train
@@ -236,18 +264,74 @@ def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) 
         text = Path(path).read_text()
     except OSError as err:
         raise SpecError(f"cannot read spec {path}: {err.strerror}") from None
-    values = yaml.safe_load(text) or {}
+    except UnicodeDecodeError:
+        raise SpecError(f"cannot read spec {path}: it is not UTF-8 text") from None
+    values = parse_yaml(text, str(path)) or {}
     if not isinstance(values, dict):
-        raise SpecError(f"{path}: a spec is a YAML mapping, got {type(values).__name__}")
+        raise SpecError(
+            f"{path}: a spec is a YAML mapping of fields (name: ..., train: ...), "
+            f"got a {type(values).__name__}"
+        )
     return build_spec(values, overrides)
 
 
-def format_errors(err: ValidationError) -> str:
+def parse_yaml(text: str, source: str, column_offset: int = 0) -> Any:
+    """``text`` read as YAML; a syntax error is a :class:`SpecError` of one line naming
+    ``source`` (a file, a ``--set`` argument), the line and column, and what is wrong.
+    ``column_offset`` shifts columns of the first line (a value after ``FIELD=``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(_yaml_problem(err, text, source, column_offset)) from None
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str, source: str, column_offset: int) -> str:
+    def at(line: int, column: int) -> str:
+        return f"line {line + 1}, column {column + 1 + (column_offset if line == 0 else 0)}"
+
+    if isinstance(err, yaml.reader.ReaderError):  # a character YAML does not allow
+        before = text[: err.position]
+        where = at(before.count("\n"), len(before) - (before.rfind("\n") + 1))
+        char = err.character
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        return f"{source}: not valid YAML at {where}: {err.reason} (character {shown})"
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = at(mark.line, mark.column) if mark is not None else "an unknown place"
+    context, opened = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and opened is not None and mark is not None and opened.index != mark.index:
+        problem += f" ({context} at {at(opened.line, opened.column)})"
+    elif context:
+        problem += f" ({context})"
+    return " ".join(f"{source}: not valid YAML at {where}: {problem}".split())
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The fields of the section ``loc`` leads to (``("budget",)`` -> Budget's), if a model."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return list(model.model_fields)
+
+
+def format_errors(err: ValidationError, model: type[BaseModel] = Spec) -> str:
+    """One line per problem: the field, the value and what is allowed."""
     lines = []
     for error in err.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "spec"
+        loc = error["loc"]
+        where = ".".join(str(part) for part in loc)
         message = error["msg"].removeprefix("Value error, ")
         got = error.get("input")
+        if error["type"] == "extra_forbidden":
+            fields = _fields_at(model, loc[:-1])
+            section = ".".join(str(part) for part in loc[:-1]) or "the spec"
+            known = f"; the fields of {section} are {fields}" if fields else ""
+            lines.append(f"{where}: unknown field (got {got!r}){known}")
+            continue
         shown = "" if isinstance(got, dict) or error["type"] == "value_error" else f" (got {got!r})"
-        lines.append(f"{where}: {message}{shown}")
+        # A whole-spec rule's message already starts with the field it is about.
+        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
     return "\n".join(lines)

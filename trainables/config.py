@@ -207,13 +207,20 @@ class TrainConfig:
             message = field.constraint.message(field.name, self._values[field.name], self)
             if message:
                 raise ValueError(message)
-        active = {m.name for m in self.active_methods()}
-        for name, (method, knob) in knobs().items():
-            value = self._values[name]
-            if method.name in active or value != knob.default:
-                message = knob.check(value, self)
-                if message:
-                    raise ValueError(message)
+        table = knobs()
+        # Knobs set away from their default first: a wrongly typed one must be refused before
+        # a method's "is it on?" test reads it.
+        for name, (_, knob) in table.items():
+            if self._values[name] != knob.default:
+                self._raise_if_illegal(knob)
+        for method in self.active_methods():
+            for knob in method.knobs:
+                self._raise_if_illegal(knob)
+
+    def _raise_if_illegal(self, knob) -> None:
+        message = knob.check(self._values[knob.name], self)
+        if message:
+            raise ValueError(message)
 
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 
 from study.cli import main, parse_assignment
@@ -30,29 +29,17 @@ def write_spec(directory: Path, values: dict) -> Path:
     return path
 
 
+# Bad inputs given through the CLI (unknown names, knobs out of range, types, sizes, resources,
+# YAML, unknown fields) are one table in test_bad_inputs.py; these are the spec's own rules.
 BAD_SPECS = [
-    ({"train.model": "resnet9000"}, "model='resnet9000' is not allowed: choose one of"),
-    ({"train.da_p": 1.5}, "da_p=1.5 is not allowed: must be a number in (0, 1]"),
-    ({"train.norm": "vcl", "train.vcl_n": 1}, "vcl_n=1 is not allowed"),
-    ({"train.norm": "vcl", "train.vcl_n": 40}, "batch_size / 2 = 32"),
-    ({"space": "vcl", "train.batch_size": 16}, "search space 'vcl' reaches an illegal config"),
-    ({"space": "dropout"}, "unknown search space 'dropout'; choose one of"),
-    ({"metric": "accuracy"}, "unknown metric 'accuracy'; choose one of"),
     ({"mode": "maximize"}, "mode: Input should be 'min' or 'max'"),
-    ({"budget.repeats": 0}, "budget.repeats: Input should be greater than or equal to 1"),
-    ({"resources.gpus_per_trial": 1.5}, "a fraction of a GPU must be below 1"),
     ({"resources.cpus_per_trial": 0}, "resources.cpus_per_trial: Input should be greater than 0"),
-    ({"scheduler.kind": "asha", "scheduler.grace_period": 5}, "grace_period=5 exceeds"),
-    ({"scheduler.kind": "hyperband"}, "scheduler.kind: Input should be 'fifo' or 'asha'"),
-    ({"train.learning_rate": 0.1}, "unknown config keys ['learning_rate']"),
     ({"grid": {"seed": [0, 1]}}, "seeds are an axis of every sweep: use budget.repeats"),
     ({"grid": {"activation": ["relu", "swish"]}}, "grid.activation: activation='swish'"),
     ({"space": "drop_activation", "grid": {"activation": ["relu"]}}, "need a grid space"),
+    ({"variants": {"big": {"batch_size": 0}}}, "variants.big: batch_size=0 is not allowed"),
     ({"address": "my-cluster"}, "address must be 'auto'"),
-    ({"train.val_fraction": 0.0}, "needs a validation split"),
     ({"name": "bad name!"}, "name: String should match pattern"),
-    ({"budget.epochs": "ten"}, "budget.epochs: Input should be a valid integer"),
-    ({"optimizer": "adam"}, "optimizer: Extra inputs are not permitted"),
 ]
 
 
@@ -63,30 +50,20 @@ def test_bad_spec_is_rejected_naming_field_and_allowed(overrides, message):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize(("overrides", "message"), BAD_SPECS[:6])
-def test_cli_exits_nonzero_and_writes_nothing(workdir, capsys, overrides, message):
-    spec = write_spec(workdir, GOOD)
-    sets = [
-        f"--set={key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
-        for key, value in overrides.items()
+def test_every_problem_is_a_line_of_its_own():
+    with pytest.raises(SpecError) as err:
+        build_spec(GOOD, {"budget.epochs": 0, "mode": "maximize"})
+    assert str(err.value).splitlines() == [
+        "budget.epochs: Input should be greater than or equal to 1 (got 0)",
+        "mode: Input should be 'min' or 'max' (got 'maximize')",
     ]
-    assert main(["sweep", str(spec), *sets]) == 2
-    assert message in capsys.readouterr().err
-    assert not ray.is_initialized()
-    assert sorted(p.name for p in workdir.iterdir()) == ["spec.yaml"]
 
 
-def test_gpu_fraction_on_a_machine_without_gpus_fails_before_ray(workdir, capsys):
-    spec = write_spec(workdir, GOOD)
-    assert main(["sweep", str(spec), "--gpus-per-trial", "0.25"]) == 2
-    assert "gpus_per_trial=0.25 but this machine has no GPUs" in capsys.readouterr().err
-    assert not ray.is_initialized()
-    assert sorted(p.name for p in workdir.iterdir()) == ["spec.yaml"]
-
-
-def test_missing_spec_file_is_a_clear_error(workdir, capsys):
-    assert main(["sweep", "nowhere.yaml"]) == 2
-    assert "cannot read spec nowhere.yaml" in capsys.readouterr().err
+def test_cuda_on_a_cluster_is_the_clusters_business():
+    """Without CUDA here, ``device: cuda`` is refused for a local sweep only (see
+    test_bad_inputs.py); a cluster's workers may have GPUs."""
+    spec = build_spec(GOOD, {"train.device": "cuda", "address": "auto"})
+    assert spec.train["device"] == "cuda"
 
 
 def test_flags_and_set_override_the_file(workdir):
@@ -109,8 +86,6 @@ def test_dry_run_prints_the_validated_spec(workdir, capsys):
 def test_set_values_are_read_as_yaml():
     assert parse_assignment("train.milestones=[100, 150]") == ("train.milestones", [100, 150])
     assert parse_assignment("train.lr=1e-3") == ("train.lr", 1e-3)
-    with pytest.raises(SpecError, match=r"section\.field=value"):
-        parse_assignment("train.lr")
 
 
 def test_config_id_ignores_seed_and_placement():

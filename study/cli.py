@@ -108,6 +108,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every preflight check of the spec (and each node's, on a cluster), ✓ or ✗ with the fix."""
+    spec = load_sweep_spec(args)
+    from .doctor import doctor
+    from .runner import provision_data
+
+    checks = doctor(spec, provision_data)
+    for check in checks:
+        print(check.line())
+    failed = sum(not c.ok for c in checks)
+    print(
+        f"{len(checks) - failed} of {len(checks)} checks passed" if failed else "all checks passed"
+    )
+    return 1 if failed else 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from .runner import resume, shutdown
 
@@ -273,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no Ray status table")
     sweep.add_argument("--no-best", action="store_true", help="do not print the best configs")
     sweep.set_defaults(run=cmd_sweep)
+
+    doctor = commands.add_parser(
+        "doctor", help="check a spec's tracking store, storage, Ray, devices and data"
+    )
+    doctor.add_argument("spec", nargs="?", help="YAML spec; default: the embedded main job")
+    for flag, (path, kind) in SPEC_FLAGS.items():
+        doctor.add_argument(f"--{flag}", type=kind, help=f"sets {path}")
+    doctor.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any spec field")
+    doctor.set_defaults(run=cmd_doctor)
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("name")

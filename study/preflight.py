@@ -189,7 +189,7 @@ def _current_cluster() -> str | None:
 def check_devices(spec: Spec) -> Check:
     """The devices a local sweep asks for exist on this machine."""
     if spec.address is not None:
-        return Check("devices", True, "on the cluster (checked by `study doctor`)")
+        return Check("devices", True, "on the cluster's nodes (`study doctor` checks each)")
     gpus = torch.cuda.device_count()
     if spec.resources.gpus_per_trial > 0 and gpus == 0:
         return Check(

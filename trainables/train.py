@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -319,10 +320,19 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors and plain data, so a snapshot loads with
+    ``torch.load(weights_only=True)``: nothing in it can run code."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
 
@@ -331,5 +341,26 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    np.random.set_state(numpy_state)
     random.setstate(state["python"])
+
+
+# Snapshots written before the RNG state held only tensors kept numpy's as an array: allowing
+# numpy's array reconstruction (data, not code) reads them, still with weights_only=True.
+_LEGACY_NUMPY = (np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType)
+
+
+def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+    """A trial snapshot read with ``weights_only=True`` (tensors and plain data only): a
+    checkpoint on shared storage cannot execute code when it is resumed."""
+    with torch.serialization.safe_globals(list(_LEGACY_NUMPY)):
+        return torch.load(path, map_location="cpu", weights_only=True)

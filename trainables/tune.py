@@ -17,7 +17,7 @@ from ray import tune
 
 from .config import TrainConfig, apply_variant
 from .machine import describe_machine
-from .train import fit
+from .train import fit, load_snapshot
 
 __all__ = ["ADAPTER_KEYS", "apply_variant", "split_config", "train_trial"]
 
@@ -40,7 +40,7 @@ def split_config(config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
 
 def _load(checkpoint: tune.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+        return load_snapshot(Path(directory) / CHECKPOINT_FILE)
 
 
 def train_trial(config: dict[str, Any]) -> None:

@@ -2,14 +2,17 @@
 
 import copy
 import math
+import os
+import pickle
 
+import numpy as np
 import pytest
 import torch
 
 from trainables.config import TrainConfig
 from trainables.optim import make_optimizer, make_scheduler, multistep_factor
 from trainables.regularizers import GradientDropout, GradientNoise, LearningRateDropout
-from trainables.train import Plugs, build_trial, fit, train_step
+from trainables.train import Plugs, build_trial, fit, load_snapshot, train_step
 
 FAST = {"dataset": "digits", "model": "pgrid_cnn", "batch_size": 64, "lr": 0.05, "num_threads": 1}
 EPOCH_KEYS = {
@@ -245,3 +248,35 @@ def test_active_knobs_drop_the_knobs_of_methods_that_are_off():
     knobs = TrainConfig(activation="relu", norm="bn").active_knobs()
     assert "da_p" not in knobs and "vcl_n" not in knobs and knobs["lr"] == 0.1
     assert "da_p" in TrainConfig(activation="drop_activation").active_knobs()
+
+
+class RunsCode:
+    """A pickle that would run a command when loaded."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_a_snapshot_holds_only_tensors_and_plain_data(tmp_path):
+    config = TrainConfig(**{**FAST, "lr": 1e-3}, epochs=2, lrd_p=0.5, optimizer="adam")
+    torch.save(snapshot_after_first_epoch(config), tmp_path / "trial.pt")
+    loaded = torch.load(tmp_path / "trial.pt", weights_only=True)  # no allowlist needed
+    assert [r.epoch for r in run(config, resume=loaded)] == [2]
+
+
+def test_a_snapshot_written_before_with_numpy_state_still_resumes_exactly(tmp_path):
+    config = TrainConfig(**FAST, epochs=2)
+    snapshot = snapshot_after_first_epoch(config)
+    state = snapshot["rng"]["numpy"]
+    keys = state["keys"].numpy().astype(np.uint32)
+    snapshot["rng"]["numpy"] = (state["kind"], keys, state["position"], state["has_gauss"],
+                                state["cached_gaussian"])  # fmt: skip
+    torch.save(snapshot, tmp_path / "old.pt")
+    resumed = run(config, resume=load_snapshot(tmp_path / "old.pt"))
+    assert resumed[-1].metrics["test_loss"] == run(config)[-1].metrics["test_loss"]
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    torch.save({"config": {}, "payload": RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_snapshot(tmp_path / "evil.pt")

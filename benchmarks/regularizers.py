@@ -7,7 +7,8 @@ Rows (each variant interleaved with its baseline in one run, medians of many ste
 - Drop-Activation vs ReLU on the p-grid net (Figure 5 net, batch 128, 3x32x32),
   beside a naive ``rand_like`` + ``where`` Drop-Activation and ``nn.RReLU(1/8, 1/3)``;
   with peak training memory (exact peak tensor bytes of a whole step, see
-  ``_memory.py``) and bytes saved for backward.
+  ``_memory.py``) and bytes saved for backward, also on an all-zero input (the
+  identity elements' exact zeros are kept for backward, at most one bit each).
 - LRD(p=0.5) vs the bare optimizer, SGDM and Adam, whole training step of the
   CIFAR ResNet-18 (ImageNet layout, 11.2M parameters).
 - VCL (n=2, gamma 0.01, per-layer clipping, as the trainer runs it) vs the same
@@ -142,10 +143,21 @@ def drop_activation_rows(device: torch.device, rounds: int) -> list[Row]:
             1.0,
         )
     )
+    rows.append(exact_zero_saved_row(device))
     rows.append(
         ("ReLU step, seconds (for scale)", "p-grid net, batch 128", timings["ReLU"].median_s, None)
     )
     return rows
+
+
+def exact_zero_saved_row(device: torch.device) -> Row:
+    """Worst case for the exact gradient at x == 0: an all-zero activation, where every identity
+    element's position is kept for backward too (at most one bit per element: 1 + 1/32 in fp32)."""
+    from trainables.regularizers import drop_activation
+
+    x = torch.zeros(PGRID_ACTIVATIONS[0], device=device, requires_grad=True)
+    ratio = saved_bytes(lambda: drop_activation(x, 0.95)) / saved_bytes(lambda: torch.relu(x))
+    return ("Drop-Activation saved / ReLU saved", "all-zero input, p = 0.95", ratio, 1 + 1 / 32)
 
 
 PGRID_ACTIVATIONS = ((128, 32, 32, 32), (128, 64, 16, 16), (128, 128, 8, 8), (128, 1000))

@@ -11,6 +11,7 @@ from torch import nn
 
 from trainables.regularizers import DropActivation, drop_activation
 from trainables.regularizers._sampling import bernoulli_positions
+from trainables.regularizers.drop_activation import _save_exact_zeros, _unpack_bits
 
 
 def negative_inputs(n: int, seed: int = 0) -> torch.Tensor:
@@ -19,8 +20,40 @@ def negative_inputs(n: int, seed: int = 0) -> torch.Tensor:
     return -(1.0 + torch.rand(n, generator=g))
 
 
+def inputs_with_zeros(n: int, seed: int = 0) -> torch.Tensor:
+    """A third exact zeros (+0.0 and -0.0), the rest normal (nonzero almost surely)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g)
+    x[::3] = 0.0
+    x[::6] = -0.0
+    return x
+
+
+def identity_mask(numel: int, p: float, seed: int) -> torch.Tensor:
+    """Which elements drop_activation(..., generator=Generator().manual_seed(seed)) makes
+    identity, rebuilt from the same draws of the sampler."""
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[
+        bernoulli_positions(numel, 1 - p, torch.device("cpu"), torch.Generator().manual_seed(seed))
+    ] = True
+    return mask
+
+
+def saved_tensors(fn, x):
+    """(dtype, bytes) of every tensor autograd saves for backward while ``fn(x)`` runs."""
+    saved = []
+
+    def pack(t):
+        saved.append((t.dtype, t.numel() * t.element_size()))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(x)
+    return out, saved
+
+
 def test_p_one_is_exactly_relu_in_train_and_eval():
-    x = torch.randn(64, 32, requires_grad=True)
+    x = inputs_with_zeros(64 * 32).view(64, 32).requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
     for training in (True, False):
         out = drop_activation(x, p=1.0, training=training)
@@ -161,32 +194,125 @@ def test_non_contiguous_input():
     assert torch.all((y == torch.relu(x)) | (y == x))
 
 
-def test_backward_keeps_exactly_what_relu_keeps():
-    """Bytes saved for backward: the output, as torch.relu saves (4 bytes/element in float32)."""
-
-    def saved_bytes(fn, x):
-        total = 0
-
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(x)
-        return total
-
+def test_backward_keeps_exactly_what_relu_keeps_without_exact_zeros():
+    """Bytes saved for backward: the output, as torch.relu saves (4 bytes/element in float32),
+    and an empty index tensor of exact-zero identity positions."""
     x = torch.randn(128, 32, 16, 16, requires_grad=True)
-    relu_bytes = saved_bytes(torch.relu, x)
-    da_bytes = saved_bytes(lambda t: drop_activation(t, 0.95), x)
-    assert relu_bytes == x.numel() * 4
-    assert da_bytes == relu_bytes
+    _, relu_saved = saved_tensors(torch.relu, x)
+    _, da_saved = saved_tensors(lambda t: drop_activation(t, 0.95), x)
+    assert sum(b for _, b in relu_saved) == x.numel() * 4
+    assert sum(b for _, b in da_saved) == sum(b for _, b in relu_saved)
 
 
-def test_gradient_at_exactly_zero_is_zero_like_relu():
-    x = torch.zeros(1000, requires_grad=True)
-    (grad,) = torch.autograd.grad(drop_activation(x, 0.5), x, torch.ones(1000))
-    assert torch.equal(grad, torch.zeros(1000))
+@pytest.mark.parametrize(
+    ("p", "fill", "kind"),
+    [
+        (0.6, 0.0, torch.uint8),
+        (0.95, 0.0, torch.uint8),
+        (0.99, 0.0, torch.int32),
+        (0.6, None, torch.int32),
+    ],
+)
+def test_saved_bytes_at_most_relu_plus_one_bit_per_element(p, fill, kind):
+    """All zeros at p = 0.6 or 0.95: the identity zeros (40% or 5%) cost more as int32 indices
+    (32 bits each) than one bit per element, so a packed bitmask of numel / 8 bytes is saved;
+    at p = 0.99 (1%) int32 indices are cheaper; on normal inputs the index tensor is empty."""
+    shape = (64, 16, 8, 8)
+    x = torch.full(shape, fill) if fill is not None else torch.randn(shape)
+    x.requires_grad_()
+    numel = x.numel()
+    out, da_saved = saved_tensors(
+        lambda t: drop_activation(t, p, generator=torch.Generator().manual_seed(20)), x
+    )
+    _, relu_saved = saved_tensors(torch.relu, x)
+    relu_bytes = sum(b for _, b in relu_saved)
+    extra = sum(b for _, b in da_saved) - relu_bytes
+    assert [d for d, _ in da_saved] == [torch.float32, kind]
+    assert 0 <= extra <= numel / 8
+    if kind == torch.uint8:
+        assert extra == numel / 8
+    if fill is None:
+        assert extra == 0
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    identity = identity_mask(numel, p, seed=20).view(shape)
+    assert torch.equal(grad, (identity | (x > 0)).float())
+
+
+def test_issue_example_identity_zeros_get_gradient_one():
+    """x = 0 everywhere, p = 0.6: every identity element has derivative 1, so the gradient sum
+    is the identity count, Binomial(100_000, 0.4): mean 40_000, std sqrt(1e5 0.4 0.6) = 154.9."""
+    torch.manual_seed(21)
+    x = torch.zeros(100_000, requires_grad=True)
+    drop_activation(x, 0.6).sum().backward()
+    assert abs(x.grad.sum().item() - 40_000) < 5 * 154.9
+    assert torch.all((x.grad == 0) | (x.grad == 1))
+
+
+@pytest.mark.parametrize("p", [0.6, 0.99])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_gradient_with_exact_zeros_matches_explicit_mask(p, inplace):
+    """Zeros, positives and negatives: the gradient is upstream where the element is identity
+    (x == 0 included) or x > 0, and 0 elsewhere (ReLU's convention at 0 kept for ReLU elements).
+    p = 0.6 takes the packed-bitmask branch, p = 0.99 the index branch."""
+    n = 30_000
+    x = inputs_with_zeros(n, seed=22).requires_grad_()
+    upstream = torch.randn(n, generator=torch.Generator().manual_seed(23))
+    out = drop_activation(
+        x * 1 if inplace else x, p, generator=torch.Generator().manual_seed(24), inplace=inplace
+    )
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    identity = identity_mask(n, p, seed=24)
+    assert ((x == 0) & identity).any() and ((x == 0) & ~identity).any()
+    assert torch.equal(grad, upstream * (identity | (x > 0)))
+
+
+@pytest.mark.parametrize("p", [0.6, 0.95, 0.99])
+def test_inplace_gives_the_same_gradients_as_out_of_place(p):
+    x = inputs_with_zeros(8 * 1000, seed=25).view(8, 1000)
+    grads = []
+    for inplace in (False, True):
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(26)
+        drop_activation(leaf * 1, p, inplace=inplace).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("p", [0.6, 0.8, 0.95])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_forward_is_bit_identical_to_the_sampler_draws(p, inplace):
+    """The distribution is the sampler's, unchanged by the exact backward: the output is relu(x)
+    with exactly the positions bernoulli_positions draws from the same generator state copied
+    from x (bit for bit, -0.0 included), and no further random numbers are consumed."""
+    n = 50_001
+    x = inputs_with_zeros(n, seed=27)
+    g = torch.Generator().manual_seed(28)
+    out = drop_activation(x.clone(), p, generator=g, inplace=inplace)
+    g_ref = torch.Generator().manual_seed(28)
+    positions = bernoulli_positions(n, 1 - p, torch.device("cpu"), g_ref)
+    ref = torch.relu(x)
+    ref[positions] = x[positions]
+    assert torch.equal(out.view(torch.int32), ref.view(torch.int32))
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=g_ref))
+
+
+def test_exact_zero_positions_are_saved_in_the_smaller_form():
+    """Index when count * index_bytes * 8 <= numel (int32 below 2**31 elements, int64 from
+    there), else a bitmask of ceil(numel / 8) bytes whose bits unpack to the positions."""
+    positions = torch.tensor([3, 40])
+    saved, packed = _save_exact_zeros(positions, 64)  # 2 * 4 * 8 = 64 bits <= 64
+    assert not packed and saved.dtype == torch.int32 and saved.tolist() == [3, 40]
+    positions = torch.tensor([0, 3, 40, 63, 69])
+    saved, packed = _save_exact_zeros(positions, 70)  # 5 * 32 bits > 70
+    assert packed and saved.dtype == torch.uint8 and saved.numel() == 9
+    assert _unpack_bits(saved, 70).nonzero().view(-1).tolist() == positions.tolist()
+    saved, packed = _save_exact_zeros(torch.tensor([0, 2**31]), 2**31 + 1)
+    assert not packed and saved.dtype == torch.int64
+    everything = torch.arange(1003)
+    saved, packed = _save_exact_zeros(everything, 1003)
+    assert packed and torch.equal(_unpack_bits(saved, 1003), torch.ones(1003, dtype=torch.bool))
+    saved, packed = _save_exact_zeros(torch.empty(0, dtype=torch.int64), 10)
+    assert not packed and saved.numel() == 0
 
 
 @pytest.mark.parametrize("p", [0.0, -0.1, 1.5, float("nan"), True, "0.9", None])

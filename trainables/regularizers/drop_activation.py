@@ -8,9 +8,20 @@ ReLU with negative slope ``1 - p``. ``p = 1`` is exactly ``torch.relu``.
 Speed and memory. Only the identity positions are drawn (:mod:`._sampling`), a
 fraction ``1 - p`` of the elements, instead of one random number per element,
 and the output is ``relu(x)`` with those positions copied back from ``x``.
-Backward keeps exactly what ``torch.relu`` keeps, the output. The derivative
-at exactly x = 0 is taken as 0 for every element, the convention of
-``torch.relu``; everywhere else the gradient is exact.
+
+The gradient is exact everywhere, x = 0 included: 1 for every identity element
+(the identity has derivative 1 everywhere), and for the others ``torch.relu``'s
+gradient, 1 where x > 0 and 0 where x <= 0 (its convention at exactly 0).
+Backward keeps what ``torch.relu`` keeps, the output ``out``, where the
+gradient passes wherever ``out != 0``; the one case ``out`` cannot tell apart is
+an identity element with x == 0 exactly (after zero padding, pooling of ReLU
+outputs, ...). Forward finds those among the values it already gathered at the
+identity positions and saves their flat positions too, in whichever form is
+smaller, so the extra memory never exceeds one bit per element: an index tensor
+(int32 when ``numel < 2**31``, else int64) when ``count * index_bytes * 8 <=
+numel``, otherwise a packed bitmask (uint8, bit ``i % 8`` of byte ``i // 8``
+for flat position ``i``, ``ceil(numel / 8)`` bytes). Without exact zeros (the
+common case) the index tensor is empty, and exactly ReLU's bytes are saved.
 """
 
 from __future__ import annotations
@@ -30,16 +41,40 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
+def _save_exact_zeros(positions: Tensor, numel: int) -> tuple[Tensor, bool]:
+    """``positions`` (sorted flat int64) in the smaller of the two forms: an index tensor when
+    it costs at most one bit per element, else a packed bitmask. Returns (tensor, is_packed)."""
+    index_dtype = torch.int32 if numel < 2**31 else torch.int64
+    index_bytes = torch.empty((), dtype=index_dtype).element_size()
+    if positions.numel() * index_bytes * 8 <= numel:
+        return positions.to(index_dtype), False
+    # Positions are distinct, so the powers of two added into one byte never carry: sum == OR.
+    bits = torch.zeros((numel + 7) // 8, dtype=torch.uint8, device=positions.device)
+    one = torch.ones((), dtype=torch.uint8, device=positions.device)
+    bits.index_add_(
+        0, positions >> 3, one.expand(positions.numel()) << (positions & 7).to(torch.uint8)
+    )
+    return bits, True
+
+
+def _unpack_bits(bits: Tensor, numel: int) -> Tensor:
+    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    return ((bits.unsqueeze(1) >> shifts) & 1).view(-1)[:numel].bool()
+
+
 class _DropActivationFunction(torch.autograd.Function):
     """relu(x) with a Bernoulli(1 - p) subset of elements passed through unchanged.
 
-    Backward keeps only the output, as ``torch.relu`` does: the gradient passes
-    where the output is nonzero, i.e. where x > 0 or the element is identity.
+    Backward keeps the output, as ``torch.relu`` does, and the positions of the identity
+    elements with x == 0 exactly (usually none): the gradient passes where the output is
+    nonzero (x > 0, or the element is identity) and at those positions.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, drop_rate: float, generator, inplace: bool) -> Tensor:
-        chunks = iter_bernoulli_positions(x.numel(), drop_rate, x.device, generator)
+        numel = x.numel()
+        chunks = iter_bernoulli_positions(numel, drop_rate, x.device, generator)
+        zero_chunks = []
         if inplace:
             identity = list(chunks)
             passed = [x.view(-1).index_select(0, positions) for positions in identity]
@@ -47,20 +82,36 @@ class _DropActivationFunction(torch.autograd.Function):
             ctx.mark_dirty(x)
             for positions, values in zip(identity, passed):
                 out.view(-1).index_copy_(0, positions, values)
+                zero_chunks.append(positions[values == 0])
         else:
             out = torch.relu(x)
             for positions in chunks:
-                out.view(-1).index_copy_(0, positions, x.view(-1).index_select(0, positions))
-        ctx.save_for_backward(out)
+                values = x.view(-1).index_select(0, positions)
+                out.view(-1).index_copy_(0, positions, values)
+                zero_chunks.append(positions[values == 0])
+        zeros = (
+            torch.cat(zero_chunks)
+            if zero_chunks
+            else torch.empty(0, dtype=torch.int64, device=x.device)
+        )
+        saved, ctx.packed = _save_exact_zeros(zeros, numel)
+        ctx.save_for_backward(out, saved)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        (out,) = ctx.saved_tensors
+        out, saved = ctx.saved_tensors
         # |out| is written into the gradient's own buffer and thresholded there in place: the
         # gradient passes where out != 0, and nothing is allocated beyond what ReLU allocates.
         grad_in = torch.abs(out)
         torch.ops.aten.threshold_backward.grad_input(grad_out, grad_in, 0, grad_input=grad_in)
+        # Identity elements with x == 0 (out == 0 there, so grad_in is 0): derivative 1.
+        if ctx.packed:
+            mask = _unpack_bits(saved, out.numel()).view(out.shape)
+            torch.where(mask, grad_out, grad_in, out=grad_in)
+        elif saved.numel():
+            positions = saved.long()
+            grad_in.view(-1).index_copy_(0, positions, torch.take(grad_out, positions))
         return grad_in, None, None, None
 
 

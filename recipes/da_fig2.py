@@ -110,9 +110,9 @@ def build_report(
             "Each seed draws its own 20 noisy points (and initialisation). Training (not given "
             "by the paper): Adam, full batch of the 20 points, "
             + ", ".join(
-                f"{k}={finished[f'param.{k}'].iloc[0]}"
+                f"{k}={known.iloc[0]}"
                 for k in ("lr", "epochs", "da_p")
-                if f"param.{k}" in finished and len(finished)
+                if f"param.{k}" in finished and len(known := finished[f"param.{k}"].dropna())
             )
             + ".",
         ),

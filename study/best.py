@@ -14,8 +14,21 @@ from analysis.query import trial_runs
 def best_configs(
     tracking_uri: str, experiment: str, metric: str, mode: str = "min"
 ) -> pd.DataFrame:
-    """Every config of ``experiment``, best first, with seed statistics of ``metric``."""
-    return summarize(trial_runs(tracking_uri, experiment), metric, mode)
+    """Every config of ``experiment``, best first, with seed statistics of ``metric`` and its
+    rank (configs with equal means share one)."""
+    frame = summarize(trial_runs(tracking_uri, experiment), metric, mode)
+    frame.insert(0, "rank", shared_ranks(frame["mean"].tolist()))
+    return frame
+
+
+def shared_ranks(means: list[float]) -> list[int]:
+    """Competition ranks of values already sorted best first: ``[.1, .2, .2, .3]`` ranks
+    ``[1, 2, 2, 4]``; equal means are a tie, whatever order the sort left them in."""
+    ranks: list[int] = []
+    for i, mean in enumerate(means):
+        tied = i > 0 and (mean == means[i - 1] or (math.isnan(mean) and math.isnan(means[i - 1])))
+        ranks.append(ranks[-1] if tied else i + 1)
+    return ranks
 
 
 def _cell(mean: float, half: float, n: int) -> str:
@@ -36,12 +49,11 @@ def render(frame: pd.DataFrame, metric: str, fmt: str = "table") -> str:
         return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
     shown = frame.drop(columns=["sem", "ci_low", "ci_high", "std", "mean", "config_id"])
     shown.insert(
-        0,
+        1,
         f"{metric} (95% CI)",
         [
             _cell(m, (hi - lo) / 2, n)
             for m, lo, hi, n in zip(frame["mean"], frame["ci_low"], frame["ci_high"], frame["n"])
         ],
     )
-    shown.insert(0, "rank", range(1, len(frame) + 1))
     return shown.to_string(index=False)

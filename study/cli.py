@@ -1,4 +1,4 @@
-"""The ``study`` command: sweep, resume, best, server, reproduce, report, summary, data.
+"""The ``study`` command: sweep, resume, sync, best, server, reproduce, report, summary, data.
 
 Every spec field can be set from the command line: the common ones have
 their own flag, and ``--set section.field=value`` reaches any of them (the
@@ -105,7 +105,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _print_outcome(outcome)
     if not args.no_best:
         _print_best(outcome.tracking_uri, outcome.experiment, spec.metric, spec.mode, 5, "table")
-    return 0
+    return _crashed(outcome)
+
+
+def _crashed(outcome) -> int:
+    """1, with one line saying how to retry, when trials crashed (their runs are FAILED)."""
+    if not outcome.errored:
+        return 0
+    print(
+        f"error: sweep {outcome.name}: {outcome.errored} of {outcome.trials} trials crashed; "
+        f"`study resume {outcome.name}` retries them from their last checkpoints",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -132,12 +144,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     _print_outcome(outcome)
+    return _crashed(outcome)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Write what MLflow missed of a sweep, from Ray's results; one line says what it wrote."""
+    from .sync import sync
+    from .tracking.store import TRACKING_ERRORS, describe
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line, ours
+    try:
+        outcome = sync(args.name, args.storage_path)
+    except FileNotFoundError:
+        raise
+    except TRACKING_ERRORS as err:
+        then = "" if isinstance(err, OSError) else "; run it again once MLflow answers"
+        print(f"error: sync {args.name}: {describe(err)}{then}", file=sys.stderr)
+        return 1
+    print(outcome.line())
     return 0
 
 
 def _print_outcome(outcome) -> None:
     print(
-        f"\nsweep {outcome.name}: {outcome.trials} trials, {outcome.errored} errored\n"
+        f"\nsweep {outcome.name}: {outcome.trials} trials, {outcome.diverged} diverged, "
+        f"{outcome.errored} errored\n"
         f"  MLflow: {outcome.tracking_uri}  experiment {outcome.experiment}  "
         f"parent run {outcome.sweep_run_id}\n"
         f"  Ray results: {outcome.experiment_dir}\n"
@@ -304,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--storage-path", default="ray_results")
     resume.add_argument("--quiet", action="store_true")
     resume.set_defaults(run=cmd_resume)
+
+    sync = commands.add_parser(
+        "sync", help="write what MLflow missed of a sweep (its store was down), from Ray's results"
+    )
+    sync.add_argument("name")
+    sync.add_argument("--storage-path", default="ray_results")
+    sync.set_defaults(run=cmd_sync)
 
     best = commands.add_parser("best", help="the best configs of a study, from MLflow")
     best.add_argument("--experiment", required=True, help="the study name")

@@ -6,14 +6,37 @@ here it is an error that says what was asked and what exists.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 import torch
+from ray._private import ray_constants
 
 from .spec import Spec, SpecError
 
 _started_here = False
+_TUNE_CONTROLLER = "ray.tune.execution.tune_controller"
+
+
+class _GoneCheckpoint(logging.Filter):
+    """Drop Tune's traceback when, after a restart, it deletes an old checkpoint that is already
+    gone (deleted after the experiment state was last saved): the new checkpoint is kept and the
+    trial goes on, so it is noise in the log of every resumed long run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        gone = isinstance(error, FileNotFoundError) and "checkpoint_" in str(error)
+        return not (gone and str(record.msg).startswith("Trial %s: Error handling checkpoint"))
+
+
+def quiet_gone_checkpoints() -> None:
+    """Install :class:`_GoneCheckpoint` on Tune's controller logger, once."""
+    logger = logging.getLogger(_TUNE_CONTROLLER)
+    if not any(isinstance(f, _GoneCheckpoint) for f in logger.filters):
+        logger.addFilter(_GoneCheckpoint())
 
 
 def _check(spec: Spec, cpus: float, gpus: float, where: str) -> None:
@@ -39,6 +62,26 @@ def check_local_resources(spec: Spec) -> None:
         _check(spec, float(os.cpu_count() or 1), float(torch.cuda.device_count()), "this machine")
 
 
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """Start a local Ray instance whose GCS, raylet, workers and driver listen on 127.0.0.1.
+
+    Ray binds its servers to the node's IP, and on Linux resolves ``127.0.0.1`` to the
+    machine's reachable address; its own switch for local-only nodes
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once at import) keeps the loopback. It is
+    applied while the node starts, unless the user set the variable.
+    """
+    if os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR) is not None:
+        yield
+        return
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
 def connect(spec: Spec) -> dict[str, float]:
     """Start or join Ray for ``spec``; return its resources, or shut down if they fall short.
 
@@ -48,12 +91,14 @@ def connect(spec: Spec) -> dict[str, float]:
     """
     global _started_here
     check_local_resources(spec)
+    quiet_gone_checkpoints()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # A diverged trial's last report has no validation metrics; the spec already checked the name.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if not ray.is_initialized():
         if spec.address is None:
-            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+            with loopback_only():
+                ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)
         _started_here = True

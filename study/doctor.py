@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .preflight import Check, check_tracking, preflight_checks
+from .preflight import Check, check_tracking, checkpoint_need, preflight_checks
 from .spec import Spec
 
 _TIMEOUT_S = 60
@@ -81,7 +81,7 @@ def _node_view(probe: str, tracking_uri: str) -> tuple[set[str], int, Check]:
 
 def doctor(spec: Spec, provision) -> list[Check]:
     """The local checks, then (with an address that answers) each node's."""
-    checks = preflight_checks(spec, provision)
+    checks = preflight_checks(spec, provision, checkpoint_need)
     if spec.address is None or not all(c.ok for c in checks):
         return checks
     import ray

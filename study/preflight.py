@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlparse
 from urllib.request import urlopen
@@ -217,20 +218,47 @@ def check_datasets(spec: Spec, provision: Callable[[Spec], None]) -> Check:
     return Check("datasets", True, "in place" if spec.address is None else "on the cluster")
 
 
-def preflight_checks(spec: Spec, provision: Callable[[Spec], None], needed: int = 0) -> list[Check]:
-    """Every check of ``spec``, in order; each takes seconds at most."""
+def checkpoint_need(spec: Spec) -> int:
+    """Bytes the sweep's checkpoints will hold: each trial keeps :data:`CHECKPOINTS_KEPT` of its
+    model (parameters counted on the ``meta`` device, once per distinct model)."""
+    from .plan import count_params, data_facts, data_key, model_key
+    from .trials import sweep_trials
+
+    facts_of: dict[str, Any] = {}
+    params_of: dict[str, int] = {}
+    total = 0
+    for trial in sweep_trials("", spec):
+        config = trial.train_config()
+        facts = facts_of.setdefault(data_key(config), data_facts(config))
+        key = model_key(config, facts)
+        if key not in params_of:
+            params_of[key] = count_params(config, facts)
+        total += checkpoint_bytes(spec, 1, params_of[key])
+    return total
+
+
+def preflight_checks(
+    spec: Spec, provision: Callable[[Spec], None], need: Callable[[Spec], int] | None = None
+) -> list[Check]:
+    """Every check of ``spec``, in order, each within seconds; once all pass and the datasets
+    are in place, the storage is checked again for the room ``need`` says the checkpoints take."""
     assert spec.tracking_uri is not None
-    return [
+    checks = [
         check_tracking(spec.tracking_uri),
-        check_storage(spec.storage_path, needed),
+        check_storage(spec.storage_path),
         check_address(spec.address),
         check_devices(spec),
         check_datasets(spec, provision),
     ]
+    if need is not None and all(c.ok for c in checks):
+        checks[1] = check_storage(spec.storage_path, need(spec))
+    return checks
 
 
-def preflight(spec: Spec, provision: Callable[[Spec], None], needed: int = 0) -> None:
+def preflight(
+    spec: Spec, provision: Callable[[Spec], None], need: Callable[[Spec], int] | None = None
+) -> None:
     """Raise :class:`SpecError` with the first failed check's line (its fix included)."""
-    for check in preflight_checks(spec, provision, needed):
+    for check in preflight_checks(spec, provision, need):
         if not check.ok:
             raise SpecError(check.line().removeprefix("✗ "))

@@ -28,37 +28,53 @@ def _describe(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-def _failed(trial) -> bool:
-    return trial.status == "ERROR" or bool((trial.last_result or {}).get("failure"))
+def _diverged(trial) -> bool:
+    return trial.status != "ERROR" and bool((trial.last_result or {}).get("failure"))
 
 
 class ProgressPrinter(Callback):
-    """Prints ``[sweep] 7/27 done (1 failed, 2 running) | best val_error 0.0810 (da_p=0.95)``."""
+    """Prints ``[sweep] 7/27 done (1 diverged, 0 errored, 2 running) | best val_error 0.0810
+    (da_p=0.95, …)`` each time a trial ends.
+
+    Everything is counted from the trials Tune hands over, so after ``study resume`` the trials
+    that ended before the interruption (restored with their status and last result) count in
+    "done" and in "best" too. A diverged trial (its last report names the failure) is done but
+    never best; an errored one crashed. Tune pickles this callback with the experiment: it keeps
+    no state of its own.
+    """
 
     def __init__(self, metric: str, mode: str, expected: int) -> None:
         self.metric, self.mode, self.expected = metric, mode, expected
-        self.best: tuple[float, dict[str, Any]] | None = None
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value < self.best[0] if self.mode == "min" else value > self.best[0]
+    def _best(self, trials) -> tuple[float, dict[str, Any]] | None:
+        sign = 1.0 if self.mode == "min" else -1.0
+        scored = [
+            (float(value), trial)
+            for trial in trials
+            if isinstance(value := (trial.last_result or {}).get(self.metric), (int, float))
+            and math.isfinite(value)
+        ]
+        if not scored:
+            return None
+        value, trial = min(scored, key=lambda pair: sign * pair[0])
+        return value, dict(trial.config)
 
     def line(self, trials, ended, ended_with_error: bool) -> str:
         others = [t for t in trials if t is not ended]
-        finished = [t for t in others if t.status in ("TERMINATED", "ERROR")]
-        failed = sum(_failed(t) for t in finished) + (ended_with_error or _failed(ended))
+        done = [t for t in others if t.status in ("TERMINATED", "ERROR")] + [ended]
+        errored = {id(t) for t in done if t.status == "ERROR"} | (
+            {id(ended)} if ended_with_error else set()
+        )
+        diverged = {id(t) for t in done if id(t) not in errored and _diverged(t)}
         running = sum(t.status == "RUNNING" for t in others)
-        best = ""
-        if self.best is not None:
-            best = f" | best {self.metric} {self.best[0]:.4f} ({_describe(self.best[1])})"
-        done = len(finished) + 1
-        return f"[sweep] {done}/{self.expected} done ({failed} failed, {running} running){best}"
+        best = self._best(t for t in done if id(t) not in errored | diverged)
+        shown = ""
+        if best is not None:
+            shown = f" | best {self.metric} {best[0]:.4f} ({_describe(best[1])})"
+        counts = f"{len(diverged)} diverged, {len(errored)} errored, {running} running"
+        return f"[sweep] {len(done)}/{self.expected} done ({counts}){shown}"
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        value = (trial.last_result or {}).get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
-            self.best = (float(value), dict(trial.config))
         print(self.line(trials, trial, False), file=sys.stderr, flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:

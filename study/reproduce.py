@@ -8,45 +8,27 @@ pointed at the tracking server.
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunStatus
-from mlflow.tracking import MlflowClient
-
 from analysis.query import metric_histories, sweep_runs, trial_runs
 from analysis.render import write_report
 from analysis.reports import build_report
-from analysis.schema import KIND_TAG, RECIPE_TAG, TAG
+from analysis.schema import TAG
 
+from . import tracking
+from .preflight import check_tracking
 from .recipes import Recipe, load_recipe, load_script
-from .spec import SpecError, resolve_locations
-from .tracking import experiment_id
+from .spec import DEFAULT_TRACKING_URI, SpecError, resolve_locations
 
-SCALE_TAG = f"{TAG}.scale"
 PART_TAG = f"{TAG}.part"
 
 
 def reports_dir() -> Path:
     return Path("reports")
-
-
-def recipe_run(client: MlflowClient, experiment: str, recipe: Recipe, scale: str, uri: str) -> str:
-    """The recipe's MLflow parent run at this scale: found by its tags, else created."""
-    exp_id = experiment_id(client, experiment, uri)
-    found = client.search_runs(
-        [exp_id],
-        filter_string=f"tags.`{KIND_TAG}` = 'recipe' and tags.`{RECIPE_TAG}` = '{recipe.name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if found:
-        return found[0].info.run_id
-    tags = {KIND_TAG: "recipe", RECIPE_TAG: recipe.name, SCALE_TAG: scale, "host": platform.node()}
-    return client.create_run(exp_id, tags=tags, run_name=f"{recipe.name}-{scale}").info.run_id
 
 
 def _script_options(recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -82,47 +64,56 @@ def reproduce(
     A part whose recipe changed since it ran (``stale``) is an error unless ``fresh``, which
     reruns it (and any finished part) from scratch; the report then uses the new sweep only.
     """
-    from .runner import resume, shutdown, sweep, sweep_status
-
     recipe = load_recipe(name)
     overrides = dict(overrides or {})
     uri = resolve_locations({"tracking_uri": overrides.get("tracking_uri")})["tracking_uri"]
     experiment = recipe.experiment(scale)
     options = {**recipe.scale(scale).options, **_script_options(recipe, overrides)}
     specs = {} if recipe.script is not None else recipe.specs(scale, overrides, parts)
-    client = MlflowClient(uri)
-    parent = recipe_run(client, experiment, recipe, scale, uri)
-    client.update_run(parent, status="RUNNING")
-    start = time.time()
-    try:
-        if recipe.script is not None:
-            load_script(recipe).run(
-                scale=scale,
-                options=options,
-                tracking_uri=uri,
-                experiment=experiment,
-                parent_run_id=parent,
-            )
-        for part, spec in specs.items():
-            status = sweep_status(spec)
-            _say(f"{recipe.name} {scale} part {part}: {status}")
-            if status == "stale" and not fresh:
-                raise SpecError(
-                    f"recipe {recipe.name!r} part {part!r} changed since its sweep ran; "
-                    "rerun it with --fresh"
+    again = f"`study reproduce {name} --scale {scale}" + "".join(
+        f" --part {p}" for p in parts or []
+    )
+    again += "`"
+    store = check_tracking(uri)
+    if not store.ok:
+        raise SpecError(store.line().removeprefix("✗ "))
+    with tracking.driver(f"reproduce {recipe.name} {scale}", again):
+        client = tracking.open_client(uri)
+        exp_id = tracking.experiment_id(client, experiment, uri)
+        parent = tracking.open_recipe_run(client, exp_id, recipe.name, scale)
+        with tracking.ending(client, parent, "recipe"):
+            start = time.time()
+            if recipe.script is not None:
+                load_script(recipe).run(
+                    scale=scale,
+                    options=options,
+                    tracking_uri=uri,
+                    experiment=experiment,
+                    parent_run_id=parent,
                 )
-            if status == "absent" or (fresh and status != "unfinished"):
-                sweep(spec, overwrite=fresh, verbose=verbose, parent_run_id=parent)
-            elif status == "unfinished":
-                resume(spec.name, spec.storage_path, verbose=verbose)
-            shutdown()
-    except BaseException:
-        client.set_terminated(parent, status=RunStatus.to_string(RunStatus.FAILED))
-        raise
-    _say(f"{recipe.name} {scale}: runs done in {(time.time() - start) / 60:.1f} min")
-    written = report(name, scale, tracking_uri=uri, out_dir=out_dir)
-    client.set_terminated(parent, status=RunStatus.to_string(RunStatus.FINISHED))
+            for part, spec in specs.items():
+                _run_part(recipe.name, scale, part, spec, parent, verbose, fresh)
+            _say(f"{recipe.name} {scale}: runs done in {(time.time() - start) / 60:.1f} min")
+            written = report(name, scale, overrides.get("tracking_uri"), out_dir=out_dir)
+            tracking.end_run(client, parent, tracking.FINISHED)
     return written
+
+
+def _run_part(recipe: str, scale: str, part: str, spec, parent: str, verbose: int, fresh: bool):
+    """Reuse a part's finished sweep, resume an unfinished one, start an absent one."""
+    from .runner import resume, shutdown, sweep, sweep_status
+
+    status = sweep_status(spec)
+    _say(f"{recipe} {scale} part {part}: {status}")
+    if status == "stale" and not fresh:
+        raise SpecError(
+            f"recipe {recipe!r} part {part!r} changed since its sweep ran; rerun it with --fresh"
+        )
+    if status == "absent" or (fresh and status != "unfinished"):
+        sweep(spec, overwrite=fresh, verbose=verbose, parent_run_id=parent)
+    elif status == "unfinished":
+        resume(spec.name, spec.storage_path, verbose=verbose)
+    shutdown()
 
 
 def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
@@ -136,6 +127,12 @@ def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
         latest.setdefault(sweep_run.data.tags.get(PART_TAG, ""), sweep_run.info.run_id)
     keep = {run_id for part, run_id in latest.items() if part in recipe.scale(scale).parts}
     return runs[runs["sweep_run_id"].isin(keep)].reset_index(drop=True)
+
+
+def shown_uri(given: str | None) -> str:
+    """The tracking store as the user named it (``--tracking-uri``, ``MLFLOW_TRACKING_URI`` or
+    the default), never the absolute path of the machine that rendered the report."""
+    return given or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def build(
@@ -158,7 +155,7 @@ def build(
         "description": recipe.description,
         "assumptions": recipe.assumptions,
         "machine": recipe.scale(scale).machine,
-        "tracking_uri": uri,
+        "tracking_uri": shown_uri(tracking_uri),
         "experiment": experiment,
     }
 
@@ -180,12 +177,11 @@ def report(
     recipe = load_recipe(name)
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
-    built = build(name, scale, uri, experiment)
+    built = build(name, scale, tracking_uri, experiment)
     target = out_dir or reports_dir() / recipe.name / scale
     written = write_report(built, target)
-    client = MlflowClient(uri)
-    parent = recipe_run(client, experiment, recipe, scale, uri)
-    for path in written:
-        client.log_artifact(parent, str(path), artifact_path="report")
+    client = tracking.open_client(uri)
+    exp_id = tracking.experiment_id(client, experiment, uri)
+    tracking.log_report(client, exp_id, recipe.name, scale, written)
     _say(f"{recipe.name} {scale}: report in {target}/README.md")
     return written

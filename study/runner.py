@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import optuna
 import pyarrow.fs
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -28,11 +29,13 @@ from trainables.config import TrainConfig
 from trainables.data import prepare_datasets
 from trainables.tune import train_trial
 
+from . import tracking
 from .cluster import connect, disconnect
+from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
 from .searchers import SeedRepeater
 from .spec import Spec, SpecError
-from .tracking import MlflowTrialLogger, experiment_id, start_sweep_run
+from .tracking import FINISHED, KILLED, MlflowTrialLogger
 from .trials import base_trial_config, grid_axes
 
 RECORD_FILE = "regstudy_sweep.json"
@@ -50,17 +53,14 @@ class SweepOutcome:
     trials: int
     errored: int
     experiment_dir: str
+    diverged: int = 0
+    status: str = FINISHED
 
 
 def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    return (
-        pyarrow.fs.FileSystem.from_uri(path)
-        if "://" in path
-        else (
-            pyarrow.fs.LocalFileSystem(),
-            path,
-        )
-    )
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
 
 
 def _write_record(spec: Spec, record: dict[str, Any]) -> None:
@@ -96,8 +96,8 @@ def sweep_status(spec: Spec) -> str:
         return "absent"
     if _as_current(record["spec"]) != spec.model_dump(mode="json"):
         return "stale"
-    run = MlflowClient(spec.tracking_uri).get_run(record["sweep_run_id"])
-    return "finished" if run.info.status == "FINISHED" else "unfinished"
+    run = tracking.open_client(spec.tracking_uri).get_run(record["sweep_run_id"])
+    return "finished" if run.info.status == FINISHED else "unfinished"
 
 
 def _as_current(recorded: dict[str, Any]) -> dict[str, Any] | None:
@@ -199,26 +199,46 @@ def sweep(
             )
         fs, root = _filesystem(spec.experiment_dir)
         fs.delete_dir(root)
-    provision_data(spec)
-    connect(spec)
-    client = MlflowClient(spec.tracking_uri)
-    exp_id = experiment_id(client, spec.experiment_name, spec.tracking_uri)
-    sweep_run_id = start_sweep_run(client, spec, space.describe(), parent_run_id)
-    _write_record(
-        spec,
-        {
-            "spec": spec.model_dump(mode="json"),
-            "sweep_run_id": sweep_run_id,
-            "experiment_id": exp_id,
-        },
-    )
+    preflight(spec, provision_data, checkpoint_need)
+    with tracking.driver(f"sweep {spec.name}", "start the sweep again"):
+        connect(spec)
+        client = tracking.open_client(spec.tracking_uri)
+        exp_id = tracking.experiment_id(client, spec.experiment_name, spec.tracking_uri)
+        run_id = tracking.start_sweep_run(client, spec, space.describe(), parent_run_id)
+        expected = _expected_trials(spec, space)
+        make = partial(_new_tuner, spec, space, exp_id, run_id, expected, verbose)
+        return _fit(spec, client, exp_id, run_id, expected, make)
+
+
+def _fit(
+    spec: Spec,
+    client: MlflowClient,
+    exp_id: str,
+    run_id: str,
+    expected: int,
+    make_tuner: Callable[[], tune.Tuner],
+) -> SweepOutcome:
+    """Make the Tuner and fit it with the sweep's run open: whatever stops it ends the run
+    (:mod:`study.tracking.lifecycle`); a signal, once Tune has stopped, is raised again."""
+    with tracking.ending(client, run_id, "sweep"):
+        tuner = make_tuner()
+        with tracking.fitting():
+            results = tuner.fit()
+        outcome = _finish(spec, client, exp_id, run_id, results, expected)
+        tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
+    return outcome
+
+
+def _new_tuner(
+    spec: Spec, space: SearchSpace, exp_id: str, run_id: str, expected: int, verbose: int
+) -> tune.Tuner:
+    """The sweep's record (what `study resume` reads), then its Tuner."""
+    record = {"spec": spec.model_dump(mode="json"), "sweep_run_id": run_id}
+    _write_record(spec, {**record, "experiment_id": exp_id})
+    tracking.resumable(f"sweep {spec.name}", f"`study resume {spec.name}`")
+    logger = MlflowTrialLogger(spec.tracking_uri, exp_id, run_id, spec.budget.epochs)
     search_alg, num_samples = _search(spec, space)
-    expected = _expected_trials(spec, space)
-    callbacks = [
-        MlflowTrialLogger(spec.tracking_uri, exp_id, sweep_run_id, spec.budget.epochs),
-        ProgressPrinter(spec.metric, spec.mode, expected=expected),
-    ]
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable(spec),
         param_space=_param_space(spec, space),
         tune_config=tune.TuneConfig(
@@ -232,13 +252,12 @@ def sweep(
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=spec.storage_path,
-            callbacks=callbacks,
+            callbacks=[logger, ProgressPrinter(spec.metric, spec.mode, expected=expected)],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=verbose,
         ),
     )
-    return _finish(spec, client, exp_id, sweep_run_id, tuner.fit(), expected)
 
 
 def _expected_trials(spec: Spec, space: SearchSpace) -> int:
@@ -254,24 +273,21 @@ def _expected_trials(spec: Spec, space: SearchSpace) -> int:
 def _finish(
     spec: Spec, client: MlflowClient, exp_id: str, sweep_run_id: str, results, expected: int
 ) -> SweepOutcome:
-    errored = results.num_errors
-    ended = results.num_terminated + errored
-    if ended < max(len(results), expected):
-        status = RunStatus.KILLED  # interrupted (Ctrl-C, a lost driver): `resume` continues it
-    elif errored:
-        status = RunStatus.FAILED  # crashed trials: `resume` retries them from their checkpoints
-    else:
-        status = RunStatus.FINISHED
-    client.set_terminated(sweep_run_id, status=RunStatus.to_string(status))
+    """End the sweep's run by the ending rule (:func:`study.tracking.end_sweep_run`)."""
+    counts = tracking.SweepCounts.of(results)
+    stop = tracking.stop_requested()
+    status = tracking.end_sweep_run(client, sweep_run_id, spec.name, counts, expected, stop)
     return SweepOutcome(
-        name=spec.name,
-        experiment=spec.experiment_name,
-        sweep_run_id=sweep_run_id,
-        experiment_id=exp_id,
-        tracking_uri=spec.tracking_uri or "",
-        trials=len(results),
-        errored=errored,
-        experiment_dir=spec.experiment_dir,
+        spec.name,
+        spec.experiment_name,
+        sweep_run_id,
+        exp_id,
+        spec.tracking_uri or "",
+        counts.trials,
+        counts.errored,
+        spec.experiment_dir,
+        counts.diverged,
+        status,
     )
 
 
@@ -280,20 +296,26 @@ def resume(name: str, storage_path: str = "ray_results", verbose: int = 1) -> Sw
     record = read_record(name, storage_path)
     spec = Spec.model_validate(record["spec"])
     space = get_space(spec.space)
-    connect(spec)
-    if space.kind != "grid":
-        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(spec.budget.max_concurrent)
-    client = MlflowClient(spec.tracking_uri)
-    client.update_run(record["sweep_run_id"], status="RUNNING")
-    tuner = tune.Tuner.restore(
-        spec.experiment_dir,
-        trainable=trainable(spec),
-        resume_unfinished=True,
-        resume_errored=True,
-    )
-    results = tuner.fit()
-    expected = _expected_trials(spec, space)
-    return _finish(spec, client, record["experiment_id"], record["sweep_run_id"], results, expected)
+    preflight(spec, provision_data)
+    with tracking.driver(f"sweep {name}", f"`study resume {name}`"):
+        connect(spec)
+        if space.kind != "grid":
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(spec.budget.max_concurrent)
+        client = tracking.open_client(spec.tracking_uri)
+        from .sync import catch_up  # here: study.sync imports this module
+
+        catch_up(name, storage_path)
+        tracking.reopen_run(client, record["sweep_run_id"])
+
+        restored = partial(
+            tune.Tuner.restore,
+            spec.experiment_dir,
+            trainable=trainable(spec),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+        exp_id, run_id = record["experiment_id"], record["sweep_run_id"]
+        return _fit(spec, client, exp_id, run_id, _expected_trials(spec, space), restored)
 
 
 def shutdown() -> None:

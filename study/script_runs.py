@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import (
@@ -29,14 +29,14 @@ from analysis.schema import (
 from trainables.machine import describe_machine
 
 from .spec import config_id
-from .tracking import as_params, experiment_id, flatten
+from .tracking import as_params, experiment_id, flatten, log_finished_trial, open_client
 
 
 class ScriptRuns:
     """Log one finished trial per (config, seed) under a recipe's parent run."""
 
     def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.client = open_client(tracking_uri)
         self.experiment_id = experiment_id(self.client, experiment, tracking_uri)
         self.parent_run_id = parent_run_id
 
@@ -69,24 +69,14 @@ class ScriptRuns:
             SEED_TAG: str(config.get("seed", 0)),
             MACHINE_TAG: describe_machine(),
         }
-        run = self.client.create_run(self.experiment_id, tags=tags)
-        run_id = run.info.run_id
         stamp = int(time.time() * 1000)
-        params = as_params(flatten(config))
         values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
         for key, series in (histories or {}).items():
             values += [Metric(key, float(v), stamp, step) for step, v in enumerate(series, 1)]
-        for start in range(0, max(len(values), 1), 900):
-            self.client.log_batch(
-                run_id, metrics=values[start : start + 900], params=params if start == 0 else []
-            )
-        with tempfile.TemporaryDirectory() as directory:
-            for name, content in (artifacts or {}).items():
-                path = Path(directory) / f"{name}.json"
-                path.write_text(json.dumps(content))
-                self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
-        return run_id
+        params = as_params(flatten(config))
+        return log_finished_trial(
+            self.client, self.experiment_id, tags, params, values, artifacts or {}
+        )
 
 
 def load_json_artifact(tracking_uri: str, run_id: str, name: str) -> Any:

@@ -286,6 +286,33 @@ CASES = [
         "train: unknown config keys ['learning_rate']; known keys are [",
         "'lr'",
     ),
+    # endpoints and storage: refused by preflight in seconds, before Ray or MLflow start
+    case(
+        "tracking-unreachable",
+        f"{SWEEP} --tracking-uri http://127.0.0.1:1",
+        2,
+        "tracking store: http://127.0.0.1:1 does not answer within",
+        "study server",
+    ),
+    case(
+        "reproduce-tracking-unreachable",
+        "reproduce da_pgrid --tracking-uri http://127.0.0.1:1",
+        2,
+        "tracking store: http://127.0.0.1:1 does not answer within",
+    ),
+    case(
+        "address-unreachable",
+        f"{SWEEP} --address 127.0.0.1:1",
+        2,
+        "ray: 127.0.0.1:1 does not answer within",
+    ),
+    case(
+        "storage-unwritable",
+        f"{SWEEP} --storage-path /proc/1/regstudy",
+        2,
+        "storage: cannot write under /proc/1/regstudy",
+        "--storage-path",
+    ),
     # recipes
     case("recipe", "reproduce nope", 2, "unknown recipe 'nope'; choose one of [", "'da_pgrid'"),
     case(

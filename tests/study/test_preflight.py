@@ -10,6 +10,7 @@ from study.preflight import (
     check_storage,
     check_tracking,
     checkpoint_bytes,
+    checkpoint_need,
     preflight,
 )
 from study.spec import SpecError, build_spec
@@ -79,3 +80,37 @@ def test_preflight_raises_the_first_failure_with_its_fix(tmp_path):
     )
     with pytest.raises(SpecError, match=r"^tracking store: http://127.0.0.1:1 does not answer"):
         preflight(spec, lambda _: None)
+
+
+def test_the_checkpoint_need_counts_every_trial_of_the_grid_with_its_model(tmp_path, data_root):
+    def spec_with(repeats: int):
+        return build_spec(
+            {
+                "name": "s",
+                "space": "drop_activation_grid",
+                "train": {"dataset": "digits", "model": "fcnet", "data_dir": str(data_root)},
+                "budget": {"epochs": 1, "repeats": repeats},
+            }
+        )
+
+    one, two = checkpoint_need(spec_with(1)), checkpoint_need(spec_with(2))
+    assert one > 0 and two == 2 * one
+
+
+def test_a_sweep_whose_checkpoints_would_not_fit_is_refused_before_ray(tmp_path, monkeypatch):
+    import ray
+
+    from study import runner
+
+    spec = build_spec(
+        {
+            "name": "s",
+            "storage_path": str(tmp_path / "ray_results"),
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        }
+    )
+    monkeypatch.setattr(runner, "checkpoint_need", lambda _: 2**62)
+    monkeypatch.setattr(runner, "provision_data", lambda _: None)
+    with pytest.raises(SpecError, match=r"^storage: .* the checkpoints need about"):
+        runner.sweep(spec)
+    assert not ray.is_initialized() and not (tmp_path / "mlruns.db").exists()

@@ -142,3 +142,13 @@ def test_report_rerenders_the_same_tables_from_mlflow_alone(workdir):
         reproduce("lrd_dg", "quick", {**reduced("lrd_dg"), "budget.epochs": 2}, out_dir=first)
     with pytest.raises(SpecError, match="is a sweep: it has no options"):
         reproduce("lrd_dg", "quick", {"options.seeds": 2}, out_dir=first)
+
+
+def test_a_report_names_its_store_as_the_user_gave_it(workdir, monkeypatch):
+    """Committed reports must not carry the absolute paths of the machine that rendered them."""
+    reproduce("lrd_dg", "quick", reduced("lrd_dg"), out_dir=workdir / "first")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    report("lrd_dg", "quick", out_dir=workdir / "default")
+    readme = (workdir / "default" / "README.md").read_text()
+    assert "MLflow experiment `lrd_dg-quick` at `sqlite:///mlruns.db`" in readme
+    assert str(workdir) not in readme

@@ -51,6 +51,22 @@ def test_finished_trials_have_params_and_per_epoch_metrics(grid_sweep):
     assert len({t.data.tags[CONFIG_TAG] for t in finished}) == 2
 
 
+def test_summary_metrics_are_logged_per_epoch_and_not_again_when_the_trial_ends(grid_sweep):
+    client, trials = runs(grid_sweep, "grid", "trial")
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert finished
+    for run in finished:
+        history = client.get_metric_history(run.info.run_id, "best_val_error")
+        assert [m.step for m in history] == [1, 2]
+
+
+def test_a_trial_run_is_named_by_what_the_sweep_chose_for_it(grid_sweep):
+    _, trials = runs(grid_sweep, "grid", "trial")
+    names = sorted(t.info.run_name for t in trials)
+    assert names[0] == "activation=drop_activation lr=0.05 seed=0", names
+    assert len(set(names)) == len(trials) == 8
+
+
 def test_a_diverging_trial_fails_with_its_reason_and_the_others_finish(grid_sweep):
     _, trials = runs(grid_sweep, "grid", "trial")
     diverged = [t for t in trials if t.data.params["lr"] == "1000000000000.0"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +31,7 @@ from trainables.data import prepare_datasets
 from trainables.tune import train_trial
 
 from . import tracking
+from .checkpoints import point_at_existing_checkpoints
 from .cluster import connect, disconnect
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
@@ -306,6 +308,12 @@ def resume(name: str, storage_path: str = "ray_results", verbose: int = 1) -> Sw
 
         catch_up(name, storage_path)
         tracking.reopen_run(client, record["sweep_run_id"])
+        for trial_id in point_at_existing_checkpoints(spec.experiment_dir):
+            print(
+                f"[resume] trial {trial_id}: the checkpoint Ray's state names is gone; "
+                "it continues from its newest checkpoint on storage",
+                file=sys.stderr,
+            )
 
         restored = partial(
             tune.Tuner.restore,

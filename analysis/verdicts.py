@@ -205,10 +205,22 @@ def seeds_for(effect: float, sd: float) -> int | None:
         return None
     if sd == 0:
         return math.ceil(math.log(ONE_SIDED_ALPHA) / math.log(0.5))
-    n = _power_solve(effect_size=abs(effect) / sd, nobs=None, alternative="larger")
+    size = abs(effect) / sd
+    if _power_at(size, MIN_SEEDS) >= POWER:  # the solver has no root below MIN_SEEDS
+        return MIN_SEEDS
+    n = _power_solve(effect_size=size, nobs=None, alternative="larger")
     if not math.isfinite(n) or n > MAX_SEEDS_NEEDED:
         return None
     return max(MIN_SEEDS, math.ceil(n))
+
+
+def _power_at(effect_size: float, nobs: int) -> float:
+    """Power of the one-sided α = 0.025 paired t-test at ``nobs`` seeds."""
+    return float(
+        TTestPower().power(
+            effect_size=effect_size, nobs=nobs, alpha=ONE_SIDED_ALPHA, alternative="larger"
+        )
+    )
 
 
 def directional(

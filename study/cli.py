@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .spec import SpecError, parse_yaml
+from .spec import METRICS, SpecError, parse_yaml
 
 MAIN_JOB = "main_job.yaml"
 
@@ -39,6 +39,7 @@ SPEC_FLAGS: dict[str, tuple[str, type]] = {
     "search-seed": ("search_seed", int),
     "tracking-uri": ("tracking_uri", str),
     "storage-path": ("storage_path", str),
+    "optuna-storage": ("optuna_storage", str),
     "address": ("address", str),
     "data-dir": ("train.data_dir", str),
     "dataset": ("train.dataset", str),
@@ -187,6 +188,20 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     uri = resolve_locations({"tracking_uri": args.tracking_uri})["tracking_uri"]
     _print_best(uri, args.experiment, args.metric, args.mode, args.top, args.format)
+    return 0
+
+
+def cmd_importance(args: argparse.Namespace) -> int:
+    """Rank a sweep's params (and its seed) by fANOVA and PED-ANOVA; write and log the table."""
+    from pathlib import Path
+
+    from .importance import importance, render
+    from .spec import optuna_storage_url, resolve_locations
+
+    uri = resolve_locations({"tracking_uri": args.tracking_uri})["tracking_uri"]
+    storage = optuna_storage_url(uri, args.optuna_storage)
+    out = Path(args.out or f"reports/importance/{args.experiment}")
+    print(render(importance(uri, args.experiment, args.metric, args.mode, storage, out)))
     return 0
 
 
@@ -351,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--format", choices=("table", "csv", "json"), default="table")
     best.add_argument("--tracking-uri", default=None)
     best.set_defaults(run=cmd_best)
+
+    importance = commands.add_parser(
+        "importance", help="how much each knob, and the seed, explains a sweep's metric"
+    )
+    importance.add_argument("experiment", help="the MLflow experiment (its newest sweep)")
+    importance.add_argument("--metric", choices=METRICS, default="val_error")
+    importance.add_argument("--mode", choices=("min", "max"), default="min")
+    importance.add_argument("--tracking-uri", default=None)
+    importance.add_argument(
+        "--optuna-storage", default=None, help="default: optuna.db beside a SQLite MLflow store"
+    )
+    importance.add_argument("--out", default=None, help="default: reports/importance/EXPERIMENT")
+    importance.set_defaults(run=cmd_importance)
 
     server = commands.add_parser("server", help="a real `mlflow server` for a team or a cluster")
     server.add_argument("--backend-store-uri", default="sqlite:///mlruns.db")

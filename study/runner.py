@@ -33,6 +33,7 @@ from trainables.tune import train_trial
 from . import tracking
 from .checkpoints import point_at_existing_checkpoints
 from .cluster import connect, disconnect
+from .optuna_store import record_sweep, search_storage
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
 from .searchers import SeedRepeater
@@ -160,6 +161,8 @@ def _search(spec: Spec, space: SearchSpace) -> tuple[SearchAlgorithm | Searcher,
         metric=spec.metric,
         mode=spec.mode,
         sampler=optuna.samplers.TPESampler(seed=spec.search_seed),
+        study_name=spec.name,
+        storage=search_storage(spec.name, spec.optuna_url),
     )
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(budget.max_concurrent)
     repeater = SeedRepeater(inner, budget.repeats, budget.epochs, budget.max_concurrent)
@@ -228,6 +231,13 @@ def _fit(
             results = tuner.fit()
         outcome = _finish(spec, client, exp_id, run_id, results, expected)
         tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
+    if outcome.status != KILLED and get_space(spec.space).kind == "grid":
+        uri, name = spec.tracking_uri or "", spec.name
+        try:
+            record_sweep(uri, spec.experiment_name, name, spec.metric, spec.mode, spec.optuna_url)
+        except Exception as err:  # the sweep is done: its Optuna record is a convenience
+            reason = " ".join(str(err).split())[:300]
+            print(f"[optuna] warning: no Optuna study of sweep {name}: {reason}", file=sys.stderr)
     return outcome
 
 

@@ -33,6 +33,7 @@ METRICS = (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+OPTUNA_DB = "optuna.db"
 # Trial-config keys that say where or how a trial runs, not what it is: not part of its identity.
 PLACEMENT_KEYS = ("data_dir", "device", "num_threads", "seed")
 
@@ -91,6 +92,7 @@ class Spec(_Section):
     checkpoint_every: int = Field(1, ge=1)
     tracking_uri: str | None = None
     storage_path: str = "ray_results"
+    optuna_storage: str | None = None
     address: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -116,6 +118,13 @@ class Spec(_Section):
                 raise ValueError("seeds are an axis of every sweep: use budget.repeats")
             if not values:
                 raise ValueError(f"grid axis {axis!r} has no values")
+        return value
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(_not_a_url(value))
         return value
 
     @field_validator("address")
@@ -191,6 +200,11 @@ class Spec(_Section):
         return self.experiment or self.name
 
     @property
+    def optuna_url(self) -> str:
+        """The Optuna storage of the sweep's study (:func:`optuna_storage_url`)."""
+        return optuna_storage_url(self.tracking_uri or DEFAULT_TRACKING_URI, self.optuna_storage)
+
+    @property
     def experiment_dir(self) -> str:
         return f"{self.storage_path.rstrip('/')}/{self.name}"
 
@@ -220,12 +234,35 @@ def _absolute_uri(uri: str) -> str:
     return uri
 
 
+def _not_a_url(value: str) -> str:
+    return (
+        f"{value!r} is not allowed: give an SQLAlchemy URL such as sqlite:///optuna.db "
+        "or postgresql://HOST/DB"
+    )
+
+
+def optuna_storage_url(tracking_uri: str, given: str | None = None) -> str:
+    """``given`` (a relative SQLite path made absolute), else an Optuna SQLite database beside a
+    SQLite MLflow store (``…/mlruns.db`` -> ``…/optuna.db``), else ``optuna.db`` here."""
+    if given and "://" not in given:
+        raise SpecError(f"optuna_storage: {_not_a_url(given)}")
+    if given:
+        return _absolute_uri(given)
+    prefix = "sqlite:///"
+    store = tracking_uri.removeprefix(prefix) if tracking_uri.startswith(prefix) else ""
+    if store and store != ":memory:" and "?" not in store:
+        return prefix + str(Path(store).resolve().with_name(OPTUNA_DB))
+    return prefix + str(Path(OPTUNA_DB).resolve())
+
+
 def resolve_locations(values: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults that depend on where the command runs, and make paths absolute."""
     values = dict(values)
     tracking = values.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     values["tracking_uri"] = _absolute_uri(tracking or DEFAULT_TRACKING_URI)
     values["storage_path"] = _absolute(values.get("storage_path") or "ray_results")
+    if isinstance(values.get("optuna_storage"), str):
+        values["optuna_storage"] = _absolute_uri(values["optuna_storage"])
     train = values.get("train") or {}
     if not isinstance(train, dict):
         return values  # not a mapping: validation says so, naming the field

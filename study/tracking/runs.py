@@ -254,6 +254,12 @@ def log_report(client: MlflowClient, exp_id: str, recipe: str, scale: str, paths
         end_run(client, run_id, FINISHED)
 
 
+def log_artifacts(client: MlflowClient, run_id: str, paths: list[Path], artifact_path: str) -> None:
+    """Log files under ``artifact_path`` of a run, ended or not (an analysis of a sweep run)."""
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
 def log_finished_trial(
     client: MlflowClient,
     exp_id: str,

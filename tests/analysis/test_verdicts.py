@@ -165,3 +165,15 @@ def test_a_claim_has_a_direction_or_is_refused():
     assert expected_sign("better", lower_is_better=False) == 1
     with pytest.raises(ValueError, match="expect must be one of"):
         expected_sign("", lower_is_better=True)
+
+
+def test_an_effect_far_above_the_noise_needs_the_fewest_seeds_not_over_a_thousand():
+    """The t-test power solver has no root below 3 seeds; a huge effect is 3, not 'unsolvable'."""
+    from statsmodels.stats.power import TTestPower
+
+    assert seeds_for(0.98, 0.07) == 3
+    assert seeds_for(-0.98, 0.07) == 3
+    assert (
+        TTestPower().power(effect_size=0.98 / 0.07, nobs=3, alpha=0.025, alternative="larger") > 0.8
+    )
+    assert seeds_for(0.01, 1.0) is None

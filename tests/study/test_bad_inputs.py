@@ -367,6 +367,19 @@ CASES = [
     ),
     case("report-missing-database", "report da_pgrid", 1, "no MLflow database at", "mlruns.db"),
     case(
+        "best-server-unreachable",
+        "best --experiment pgrid-digits --tracking-uri http://127.0.0.1:1",
+        1,
+        "tracking URI http://127.0.0.1:1 does not answer within 5 s",
+        "study server",
+    ),
+    case(
+        "report-server-unreachable",
+        "report da_pgrid --tracking-uri http://127.0.0.1:1",
+        1,
+        "tracking URI http://127.0.0.1:1 does not answer within 5 s",
+    ),
+    case(
         "power-unknown-experiment",
         "power da_pgrid",
         1,

@@ -175,7 +175,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_sweep_logs_to_a_real_mlflow_server_over_http(tmp_path):
+def test_a_sweep_logs_to_a_real_mlflow_server_over_http(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the Optuna record of an HTTP store goes to ./optuna.db
     import urllib.request
 
     port = _free_port()

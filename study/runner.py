@@ -25,6 +25,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from analysis.aggregate import summarize
+from analysis.query import trial_runs
 from search_spaces import SearchSpace, get_space
 from trainables.config import TrainConfig
 from trainables.data import prepare_datasets
@@ -231,6 +233,8 @@ def _fit(
             results = tuner.fit()
         outcome = _finish(spec, client, exp_id, run_id, results, expected)
         tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
+    if outcome.status != KILLED:
+        _record_best(spec, client, run_id)
     if outcome.status != KILLED and get_space(spec.space).kind == "grid":
         uri, name = spec.tracking_uri or "", spec.name
         try:
@@ -239,6 +243,19 @@ def _fit(
             reason = " ".join(str(err).split())[:300]
             print(f"[optuna] warning: no Optuna study of sweep {name}: {reason}", file=sys.stderr)
     return outcome
+
+
+def _record_best(spec: Spec, client: MlflowClient, run_id: str) -> None:
+    """The best config of this sweep on its parent run (:func:`study.tracking.log_best`); a
+    failure is one warning line, never a failed sweep."""
+    try:
+        runs = trial_runs(spec.tracking_uri or "", spec.experiment_name, sweep_run_id=run_id)
+        table = summarize(runs, spec.metric, spec.mode)
+        if not table.empty:
+            tracking.log_best(client, run_id, spec.metric, table)
+    except Exception as err:  # the sweep is done: its summary is a convenience
+        reason = " ".join(str(err).split())[:300]
+        print(f"[best] warning: no best config on sweep run {run_id}: {reason}", file=sys.stderr)
 
 
 def _new_tuner(

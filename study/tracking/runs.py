@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -286,3 +287,27 @@ def log_finished_trial(
         raise
     client.set_terminated(run_id, status=FINISHED)
     return run_id
+
+
+BEST_CONFIG_TAG = f"{TAG}.best_config"
+BEST_TABLE = "best/best.csv"
+
+
+def log_best(client: MlflowClient, run_id: str, metric: str, table: pd.DataFrame) -> None:
+    """Put a sweep's result on its parent run: the best config's mean, 95% interval and seeds as
+    ``best.METRIC*`` metrics, the config as a tag, and every config's row as ``best/best.csv``."""
+    best = table.iloc[0]
+    stats = ("config_id", "runs", "finished", "failed", "stopped_early", "seeds", "n", "mean")
+    stats += ("std", "sem", "ci_low", "ci_high", "rank")
+    knobs = " ".join(f"{k}={best[k]}" for k in table.columns if k not in stats)
+    stamp = int(time.time() * 1000)
+    values = {
+        f"best.{metric}": best["mean"],
+        f"best.{metric}.ci_low": best["ci_low"],
+        f"best.{metric}.ci_high": best["ci_high"],
+        "best.n": best["n"],
+    }
+    metrics = [Metric(k, float(v), stamp, 0) for k, v in values.items() if pd.notna(v)]
+    tags = [RunTag(BEST_CONFIG_TAG, knobs or str(best["config_id"]))]
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.log_text(run_id, table.to_csv(index=False), BEST_TABLE)

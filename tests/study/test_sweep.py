@@ -67,6 +67,18 @@ def test_a_trial_run_is_named_by_what_the_sweep_chose_for_it(grid_sweep):
     assert len(set(names)) == len(trials) == 8
 
 
+def test_the_sweep_run_carries_its_best_config_and_the_table(grid_sweep):
+    client, (parent,) = runs(grid_sweep, "grid", "sweep")
+    metrics, tags = parent.data.metrics, parent.data.tags
+    assert {"best.val_error", "best.val_error.ci_low", "best.val_error.ci_high"} <= set(metrics)
+    assert metrics["best.n"] == 2
+    assert tags["regstudy.best_config"].startswith("activation=")
+    assert "lr=0.05" in tags["regstudy.best_config"]
+    table = client.download_artifacts(parent.info.run_id, "best/best.csv")
+    rows = Path(table).read_text().splitlines()
+    assert rows[0].startswith("config_id,") and len(rows) == 1 + 4
+
+
 def test_a_diverging_trial_fails_with_its_reason_and_the_others_finish(grid_sweep):
     _, trials = runs(grid_sweep, "grid", "trial")
     diverged = [t for t in trials if t.data.params["lr"] == "1000000000000.0"]

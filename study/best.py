@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -57,3 +58,40 @@ def render(frame: pd.DataFrame, metric: str, fmt: str = "table") -> str:
         ],
     )
     return shown.to_string(index=False)
+
+
+STATS = {"rank", "config_id", "runs", "finished", "failed", "stopped_early", "seeds", "n"}
+STATS |= {"mean", "std", "sem", "ci_low", "ci_high"}
+
+
+def curve_knob(frame: pd.DataFrame) -> str | None:
+    """The one numeric knob a sweep's configs differ in (a 1-D grid, like the p-grid), else None."""
+    knobs = [c for c in frame.columns if c not in STATS]
+    if len(knobs) != 1 or frame.empty:
+        return None
+    values = pd.to_numeric(frame[knobs[0]], errors="coerce")
+    return knobs[0] if values.notna().all() and values.nunique() > 1 else None
+
+
+def render_curve(frame: pd.DataFrame, knob: str, metric: str) -> str:
+    """``metric`` against ``knob`` in the knob's order, mean ± the 95% interval's half-width."""
+    rows = frame.assign(_x=pd.to_numeric(frame[knob])).sort_values("_x")
+    seeds = int(rows["n"].max())
+    lines = [f"{metric} against {knob} (mean ± 95% CI over up to {seeds} seeds):"]
+    for _, row in rows.iterrows():
+        cell = _cell(row["mean"], (row["ci_high"] - row["ci_low"]) / 2, row["n"])
+        lines.append(f"  {knob}={row['_x']:<6g} {cell}")
+    return "\n".join(lines)
+
+
+def save_curve(frame: pd.DataFrame, knob: str, metric: str, mode: str, path: Path) -> Path:
+    """The curve as a PNG (the reports' own figure: shaded interval, best marked)."""
+    from analysis.plots import curve_with_band
+
+    rows = frame.assign(**{knob: pd.to_numeric(frame[knob])})
+    figure = curve_with_band(
+        rows, knob, None, metric, title=f"{metric} against {knob}", mark_best=mode
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path

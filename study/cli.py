@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -106,7 +107,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _print_outcome(outcome)
     if not args.no_best:
         _print_best(outcome.tracking_uri, outcome.experiment, spec.metric, spec.mode, 5, "table")
+        _print_curve(outcome, spec.metric, spec.mode)
     return _crashed(outcome)
+
+
+def _print_curve(outcome, metric: str, mode: str) -> None:
+    """A sweep over one numeric knob (the p-grid): its curve in the knob's order, and a PNG."""
+    from analysis.aggregate import summarize
+    from analysis.query import trial_runs
+
+    from .best import curve_knob, render_curve, save_curve, shared_ranks
+
+    runs = trial_runs(outcome.tracking_uri, outcome.experiment, sweep_run_id=outcome.sweep_run_id)
+    frame = summarize(runs, metric, mode)
+    knob = curve_knob(frame)
+    if knob is None:
+        return
+    frame.insert(0, "rank", shared_ranks(frame["mean"].tolist()))
+    print(f"\n{render_curve(frame, knob, metric)}")
+    if "://" not in outcome.experiment_dir:  # beside the sweep's Ray results
+        target = Path(outcome.experiment_dir) / "curve.png"
+        print(f"  plot: {save_curve(frame, knob, metric, mode, target)}")
 
 
 def _crashed(outcome) -> int:

@@ -13,11 +13,15 @@ from analysis.query import trial_runs
 
 
 def best_configs(
-    tracking_uri: str, experiment: str, metric: str, mode: str = "min"
+    tracking_uri: str,
+    experiment: str,
+    metric: str,
+    mode: str = "min",
+    sweep_run_id: str | None = None,
 ) -> pd.DataFrame:
-    """Every config of ``experiment``, best first, with seed statistics of ``metric`` and its
-    rank (configs with equal means share one)."""
-    frame = summarize(trial_runs(tracking_uri, experiment), metric, mode)
+    """Every config of ``experiment`` (of one sweep, given its parent run), best first, with
+    seed statistics of ``metric`` and its rank (configs with equal means share one)."""
+    frame = summarize(trial_runs(tracking_uri, experiment, sweep_run_id), metric, mode)
     frame.insert(0, "rank", shared_ranks(frame["mean"].tolist()))
     return frame
 

@@ -106,7 +106,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         shutdown()
     _print_outcome(outcome)
     if not args.no_best:
-        _print_best(outcome.tracking_uri, outcome.experiment, spec.metric, spec.mode, 5, "table")
+        uri, experiment = outcome.tracking_uri, outcome.experiment
+        _print_best(uri, experiment, spec.metric, spec.mode, 5, "table", outcome.sweep_run_id)
         _print_curve(outcome, spec.metric, spec.mode)
     return _crashed(outcome)
 
@@ -198,17 +199,24 @@ def _print_outcome(outcome) -> None:
     )
 
 
-def _print_best(uri: str, experiment: str, metric: str, mode: str, top: int, fmt: str) -> None:
+def _print_best(
+    uri: str, experiment: str, metric: str, mode: str, top: int, fmt: str, sweep: str | None = None
+) -> None:
     from .best import best_configs, render
 
-    print(render(best_configs(uri, experiment, metric, mode).head(top), metric, fmt))
+    print(render(best_configs(uri, experiment, metric, mode, sweep).head(top), metric, fmt))
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from analysis.query import sweep_runs
+
     from .spec import resolve_locations
 
     uri = resolve_locations({"tracking_uri": args.tracking_uri})["tracking_uri"]
-    _print_best(uri, args.experiment, args.metric, args.mode, args.top, args.format)
+    sweep = None
+    if not args.all_sweeps:  # a rerun sweep's seeds would otherwise count twice
+        sweep = next((r.info.run_id for r in sweep_runs(uri, args.experiment)), None)
+    _print_best(uri, args.experiment, args.metric, args.mode, args.top, args.format, sweep)
     return 0
 
 
@@ -386,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--top", type=int, default=5)
     best.add_argument("--format", choices=("table", "csv", "json"), default="table")
     best.add_argument("--tracking-uri", default=None)
+    best.add_argument(
+        "--all-sweeps",
+        action="store_true",
+        help="pool every sweep of the experiment (default: its newest sweep only)",
+    )
     best.set_defaults(run=cmd_best)
 
     importance = commands.add_parser(

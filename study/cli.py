@@ -348,6 +348,14 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_spec_arguments(command: argparse.ArgumentParser) -> None:
+    """The spec, every spec flag and ``--set``: what ``sweep`` and ``doctor`` both read."""
+    command.add_argument("spec", nargs="?", help="YAML spec; default: the embedded main job")
+    for flag, (path, kind) in SPEC_FLAGS.items():
+        command.add_argument(f"--{flag}", type=kind, help=f"sets {path}")
+    command.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any spec field")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="study", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -355,10 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="run a sweep (local Ray, or a cluster with --address)"
     )
-    sweep.add_argument("spec", nargs="?", help="YAML spec; default: the embedded main job")
-    for flag, (path, kind) in SPEC_FLAGS.items():
-        sweep.add_argument(f"--{flag}", type=kind, help=f"sets {path}")
-    sweep.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any spec field")
+    _add_spec_arguments(sweep)
     sweep.add_argument("--overwrite", action="store_true", help="replace a sweep of the same name")
     sweep.add_argument("--dry-run", action="store_true", help="validate and print the spec")
     sweep.add_argument("--quiet", action="store_true", help="no Ray status table")
@@ -368,10 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor", help="check a spec's tracking store, storage, Ray, devices and data"
     )
-    doctor.add_argument("spec", nargs="?", help="YAML spec; default: the embedded main job")
-    for flag, (path, kind) in SPEC_FLAGS.items():
-        doctor.add_argument(f"--{flag}", type=kind, help=f"sets {path}")
-    doctor.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any spec field")
+    _add_spec_arguments(doctor)
     doctor.set_defaults(run=cmd_doctor)
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")

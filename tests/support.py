@@ -1,5 +1,6 @@
 """Helpers for end-to-end tests: write a spec, point a sweep at a temp store, read runs."""
 
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -47,3 +48,13 @@ def run_grid_sweep(directory: Path) -> Path:
     )
     assert main(["sweep", str(spec), *locations(directory)]) == 0
     return directory
+
+
+def store_count(db: Path, sql: str) -> int:
+    """A ``select count(*)`` on a sweep's SQLite store while it runs: 0 until the store and its
+    tables exist (for tests that act once a sweep has reached a point)."""
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return 0

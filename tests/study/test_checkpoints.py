@@ -4,7 +4,6 @@ the state lagged) continues from the trial's newest checkpoint on storage, each 
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,18 +12,14 @@ from pathlib import Path
 import pytest
 
 from study.checkpoints import _loads_with_cloudpickle, _TrainingRunMetadata, newest_state_file
-from tests.support import locations, runs, write_spec
+from tests.support import locations, runs, store_count, write_spec
 
 EPOCHS = 5
 SECOND_EPOCH_LOGGED = "select count(*) from metrics where key = 'epoch' and value >= 2"
 
 
 def _logged(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute(SECOND_EPOCH_LOGGED).fetchone()[0]
-    except sqlite3.Error:
-        return 0
+    return store_count(db, SECOND_EPOCH_LOGGED)
 
 
 def _named_checkpoints(experiment_dir: Path) -> list[Path]:

@@ -4,7 +4,6 @@ checkpoint, each epoch logged once."""
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,18 +12,14 @@ from pathlib import Path
 import pytest
 
 from analysis.schema import FAILURE_TAG
-from tests.support import locations, runs, write_spec
+from tests.support import locations, runs, store_count, write_spec
 
 EPOCHS = 6
 EPOCH_LOGGED = "select count(*) from metrics where key = 'epoch' and value >= 2"
 
 
 def _logged(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute(EPOCH_LOGGED).fetchone()[0]
-    except sqlite3.Error:
-        return 0
+    return store_count(db, EPOCH_LOGGED)
 
 
 def _trial_workers(root: int) -> list[int]:

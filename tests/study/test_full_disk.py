@@ -2,7 +2,6 @@
 the first trial reports): no run is left RUNNING, and the driver ends with one line."""
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -11,17 +10,13 @@ from pathlib import Path
 import pytest
 
 from analysis.schema import FAILURE_TAG
-from tests.support import runs, write_spec
+from tests.support import runs, store_count, write_spec
 
 EPOCH_LOGGED = "select count(*) from metrics where key = 'epoch'"
 
 
 def _logged(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute(EPOCH_LOGGED).fetchone()[0]
-    except sqlite3.Error:
-        return 0
+    return store_count(db, EPOCH_LOGGED)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ import pyarrow as pa
 from scipy import stats
 
 CONFIDENCE = 0.95
+# The values a metric can take: an interval is cut to them (an error rate's lower bound is 0).
+METRIC_RANGE = {"error": (0.0, 1.0), "loss": (0.0, math.inf)}
 IGNORED_PARAMS = ("param.seed", "param.data_dir", "param.num_threads", "param.device")
 
 
@@ -54,6 +56,14 @@ def seed_stats(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedS
     return SeedStats(n, mean, std, sem, float(low), float(high))
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """``(low, high)`` a metric's values lie in, from its kind (``val_error``: [0, 1])."""
+    kind = metric.removeprefix("metric.").rsplit("_", 1)[-1]
+    if metric.endswith("error_at_best"):
+        kind = "error"
+    return METRIC_RANGE.get(kind, (-math.inf, math.inf))
+
+
 def config_columns(frame: pd.DataFrame) -> list[str]:
     """The param columns that vary between configs (what tells configs apart in a table)."""
     params = [c for c in frame.columns if c.startswith("param.") and c not in IGNORED_PARAMS]
@@ -66,7 +76,8 @@ def summarize(
     mode: str = "min",
     by: Sequence[str] = ("config_id",),
 ) -> pd.DataFrame:
-    """One row per config: its varying params, run counts and the seed statistics of ``metric``.
+    """One row per config: its varying params, run counts and the seed statistics of ``metric``
+    (the t-interval cut to the values the metric can take: :func:`metric_range`).
 
     ``metric`` is a metric name (``val_error``) or a column (``metric.val_error``).
     Rows are sorted best first by the mean under ``mode``.
@@ -83,6 +94,7 @@ def summarize(
     for key, group in frame.groupby(list(by), dropna=False, sort=False):
         finished = group[group["status"] == "FINISHED"]
         summary = seed_stats(finished[column].tolist())
+        low, high = metric_range(metric)
         first = group.iloc[0]
         row = {name: value for name, value in zip(by, key if isinstance(key, tuple) else (key,))}
         row.update({c.removeprefix("param."): first[c] for c in varying})
@@ -96,8 +108,8 @@ def summarize(
             mean=summary.mean,
             std=summary.std,
             sem=summary.sem,
-            ci_low=summary.ci_low,
-            ci_high=summary.ci_high,
+            ci_low=max(summary.ci_low, low) if math.isfinite(summary.ci_low) else summary.ci_low,
+            ci_high=min(summary.ci_high, high) if math.isfinite(summary.ci_high) else math.nan,
         )
         rows.append(row)
     result = pd.DataFrame(rows)

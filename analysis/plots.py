@@ -16,8 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
-def _half_width(low: float, high: float) -> float:
-    return 0.0 if math.isnan(low) or math.isnan(high) else (high - low) / 2
+def _below_above(mean: float, low: float, high: float) -> tuple[float, float]:
+    """Error-bar lengths below and above the mean (an interval cut at 0 is not symmetric)."""
+    if math.isnan(low) or math.isnan(high):
+        return 0.0, 0.0
+    return mean - low, high - mean
 
 
 def grouped_bars(frame: pd.DataFrame, group: str, arm: str, ylabel: str, title: str = "") -> Figure:
@@ -28,7 +31,8 @@ def grouped_bars(frame: pd.DataFrame, group: str, arm: str, ylabel: str, title: 
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(len(arms), 1) / 2 + 3), 4))
     for i, name in enumerate(arms):
         part = frame[frame[arm] == name].set_index(group).reindex(groups)
-        errors = [_half_width(lo, hi) for lo, hi in zip(part["ci_low"], part["ci_high"])]
+        bars = zip(part["mean"], part["ci_low"], part["ci_high"])
+        errors = np.array([_below_above(m, lo, hi) for m, lo, hi in bars]).T
         x = np.arange(len(groups)) + (i - (len(arms) - 1) / 2) * width
         ax.bar(x, part["mean"], width, yerr=errors, capsize=3, label=str(name))
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, ha="right")

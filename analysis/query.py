@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from .schema import (
     CONFIG_TAG,
+    CONFIRMS_TAG,
     FAILURE_TAG,
     HPARAM_PREFIX,
     KIND_TAG,
@@ -34,6 +35,7 @@ from .schema import (
     STOPPED_TAG,
     SWEEP_RUN_TAG,
     TAG,
+    TRIAL_TAG,
 )
 
 _PAGE = 1000
@@ -51,18 +53,26 @@ class StoreNotFound(LookupError):
 ANSWER_TIMEOUT_S = 5.0
 
 
+def health(server_uri: str, timeout: float = ANSWER_TIMEOUT_S) -> tuple[int | None, str]:
+    """An MLflow server's ``/health``: the HTTP status it answered with (``None`` when it did not
+    answer within ``timeout``) and why it did not. One probe for every command that asks."""
+    try:
+        with urlopen(f"{server_uri.rstrip('/')}/health", timeout=timeout) as answer:
+            return answer.status, ""
+    except HTTPError as err:
+        return err.code, str(err.reason)
+    except (URLError, OSError, ValueError) as err:
+        return None, str(getattr(err, "reason", err))
+
+
 def _answers(tracking_uri: str, timeout: float = ANSWER_TIMEOUT_S) -> str | None:
     """Why an ``http(s)://`` tracking server cannot be read (``None`` when it answers its
-    ``/health`` within ``timeout``): MLflow's own client retries for minutes first."""
+    ``/health`` within ``timeout``, whatever its status: MLflow then says what it thinks of the
+    request); MLflow's own client retries for minutes first."""
     if not tracking_uri.startswith(("http://", "https://")):
         return None
-    try:
-        with urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
-            return None
-    except HTTPError:
-        return None  # it answered: MLflow will report what it thinks of the request
-    except (URLError, OSError) as err:
-        return str(getattr(err, "reason", err))
+    status, reason = health(tracking_uri, timeout)
+    return reason if status is None else None
 
 
 def _sqlite_file(tracking_uri: str) -> Path | None:
@@ -129,6 +139,14 @@ def sweep_runs(tracking_uri: str, experiment: str, recipe: str | None = None) ->
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
 
+def confirm_runs(tracking_uri: str, experiment: str, sweep_run_id: str) -> list[Run]:
+    """The confirm rounds (``study confirm``) of one sweep, oldest first."""
+    client = _client(tracking_uri)
+    filters = f"tags.`{KIND_TAG}` = 'confirm' and tags.`{CONFIRMS_TAG}` = '{sweep_run_id}'"
+    runs = list(_search(client, _experiment_id(client, experiment, tracking_uri), filters))
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
 def _sweep_columns(sweep: Run) -> dict[str, Any]:
     prefix = f"{TAG}."
     return {
@@ -157,6 +175,7 @@ def _row(run: Run) -> dict[str, Any]:
         "status": run.info.status,
         "sweep_run_id": tags.get(SWEEP_RUN_TAG),
         "config_id": tags.get(CONFIG_TAG),
+        "trial_id": tags.get(TRIAL_TAG),
         "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None,
         "failure": tags.get(FAILURE_TAG),
         "machine": tags.get(MACHINE_TAG),
@@ -176,20 +195,33 @@ def trial_runs(
     experiment: str,
     sweep_run_id: str | None = None,
     recipe: str | None = None,
+    confirmed: bool = True,
 ) -> pa.Table:
     """All trial runs of ``experiment`` (optionally of one sweep, or of a recipe's sweeps).
 
-    Each row also carries its sweep's ``regstudy.*`` tags as ``sweep.<key>``
-    columns (a recipe's ``part``, ``scale``, ...), so rows can be grouped by part.
+    One sweep's runs include those its confirm rounds added (more seeds of its best configs),
+    unless ``confirmed`` is false. Each row also carries its sweep's ``regstudy.*`` tags as
+    ``sweep.<key>`` columns (a recipe's ``part``, ``scale``, ...), so rows can be grouped by part.
     """
     client = _client(tracking_uri)
     exp_id = _experiment_id(client, experiment, tracking_uri)
-    filters = [f"tags.`{KIND_TAG}` = 'trial'"]
-    if sweep_run_id:
-        filters.append(f"tags.`{SWEEP_RUN_TAG}` = '{sweep_run_id}'")
     sweeps = {run.info.run_id: run for run in sweep_runs(tracking_uri, experiment, recipe)}
+    trials = f"tags.`{KIND_TAG}` = 'trial'"
+    if sweep_run_id:
+        family = {sweep_run_id: sweeps.get(sweep_run_id)}
+        if confirmed:
+            rounds = confirm_runs(tracking_uri, experiment, sweep_run_id)
+            family.update({run.info.run_id: family[sweep_run_id] for run in rounds})
+        found = (
+            run
+            for member in family
+            for run in _search(client, exp_id, f"{trials} and tags.`{SWEEP_RUN_TAG}` = '{member}'")
+        )
+        sweeps = family
+    else:
+        found = _search(client, exp_id, trials)
     rows = []
-    for run in _search(client, exp_id, " and ".join(filters)):
+    for run in found:
         sweep = sweeps.get(run.data.tags.get(SWEEP_RUN_TAG))
         if recipe and sweep is None:
             continue

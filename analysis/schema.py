@@ -11,6 +11,8 @@ FAILURE_TAG = f"{TAG}.failure"
 STOPPED_TAG = f"{TAG}.stopped_early"
 RECIPE_TAG = f"{TAG}.recipe"
 MACHINE_TAG = f"{TAG}.machine"
+CONFIRMS_TAG = f"{TAG}.confirms"  # on a confirm round's run: the sweep run whose top it reruns
+PHASE_TAG = f"{TAG}.phase"  # on a trial run: "search" (absent) or "confirm"
 PARENT_TAG = "mlflow.parentRunId"
 
 EPOCH_METRICS = (

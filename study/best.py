@@ -36,12 +36,13 @@ def shared_ranks(means: list[float]) -> list[int]:
     return ranks
 
 
-def _cell(mean: float, half: float, n: int) -> str:
+def _cell(mean: float, low: float, high: float, n: int) -> str:
+    """``0.0046 [0.0000, 0.0146]``: the mean and its interval (cut to the metric's range)."""
     if math.isnan(mean):
         return "n/a"
-    if n < 2 or math.isnan(half):
+    if n < 2 or math.isnan(low) or math.isnan(high):
         return f"{mean:.4f}"
-    return f"{mean:.4f} ± {half:.4f}"
+    return f"{mean:.4f} [{low:.4f}, {high:.4f}]"
 
 
 def render(frame: pd.DataFrame, metric: str, fmt: str = "table") -> str:
@@ -57,7 +58,7 @@ def render(frame: pd.DataFrame, metric: str, fmt: str = "table") -> str:
         1,
         f"{metric} (95% CI)",
         [
-            _cell(m, (hi - lo) / 2, n)
+            _cell(m, lo, hi, n)
             for m, lo, hi, n in zip(frame["mean"], frame["ci_low"], frame["ci_high"], frame["n"])
         ],
     )
@@ -78,12 +79,12 @@ def curve_knob(frame: pd.DataFrame) -> str | None:
 
 
 def render_curve(frame: pd.DataFrame, knob: str, metric: str) -> str:
-    """``metric`` against ``knob`` in the knob's order, mean ± the 95% interval's half-width."""
+    """``metric`` against ``knob`` in the knob's order, the mean and its 95% interval."""
     rows = frame.assign(_x=pd.to_numeric(frame[knob])).sort_values("_x")
     seeds = int(rows["n"].max())
-    lines = [f"{metric} against {knob} (mean ± 95% CI over up to {seeds} seeds):"]
+    lines = [f"{metric} against {knob} (mean [95% CI] over up to {seeds} seeds):"]
     for _, row in rows.iterrows():
-        cell = _cell(row["mean"], (row["ci_high"] - row["ci_low"]) / 2, row["n"])
+        cell = _cell(row["mean"], row["ci_low"], row["ci_high"], row["n"])
         lines.append(f"  {knob}={row['_x']:<6g} {cell}")
     return "\n".join(lines)
 

@@ -234,10 +234,27 @@ def cmd_importance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """More seeds for a finished search's best configs until their order is decided."""
+    from .confirm import Plan, confirm, render
+    from .runner import shutdown
+
+    plan = Plan(args.top, args.seeds, args.until_decided, args.max_seeds, args.margin)
+    plan.check()  # before Ray or MLflow are touched
+    try:
+        confirmed = confirm(args.name, plan, args.storage_path, verbose=0 if args.quiet else 1)
+    finally:
+        shutdown()
+    print(render(confirmed))
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     from .server import serve
 
-    return serve(args.backend_store_uri, args.artifacts_destination, args.host, args.port)
+    return serve(
+        args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers
+    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -403,6 +420,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     best.set_defaults(run=cmd_best)
 
+    confirm = commands.add_parser(
+        "confirm",
+        help="more seeds for a finished search's best configs, until their order is decided",
+    )
+    confirm.add_argument("name", help="the finished sweep")
+    confirm.add_argument("--top", type=int, default=3, help="how many of its best configs")
+    confirm.add_argument("--seeds", type=int, required=True, help="seeds per config (in all)")
+    confirm.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="then add seeds (half again each round) until the verdict rules decide the order",
+    )
+    confirm.add_argument("--max-seeds", type=int, help="with --until-decided: at most this many")
+    confirm.add_argument(
+        "--margin",
+        type=float,
+        help="configs this close (TOST) count as tied, so a tie is decided too",
+    )
+    confirm.add_argument("--storage-path", default="ray_results")
+    confirm.add_argument("--quiet", action="store_true")
+    confirm.set_defaults(run=cmd_confirm)
+
     importance = commands.add_parser(
         "importance", help="how much each knob, and the seed, explains a sweep's metric"
     )
@@ -417,10 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     importance.set_defaults(run=cmd_importance)
 
     server = commands.add_parser("server", help="a real `mlflow server` for a team or a cluster")
-    server.add_argument("--backend-store-uri", default="sqlite:///mlruns.db")
-    server.add_argument("--artifacts-destination", default="mlartifacts")
+    server.add_argument(
+        "--backend-store-uri",
+        default="sqlite:///mlruns.db",
+        help="any SQLAlchemy URI; a team's: postgresql://USER@HOST:PORT/DB (regstudy[postgres])",
+    )
+    server.add_argument(
+        "--artifacts-destination", default="mlartifacts", help="a folder, or s3://BUCKET/PREFIX"
+    )
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=None, help="default: MLflow's (4)")
     server.set_defaults(run=cmd_server)
 
     reproduce = commands.add_parser("reproduce", help="run a paper recipe and render its report")

@@ -2,22 +2,34 @@
 
 A trial asking for resources the cluster does not have would wait forever;
 here it is an error that says what was asked and what exists.
+
+A local instance takes seconds to start; :func:`connect_while` does other set-up meanwhile
+(opening the tracking store: creating a new SQLite store takes seconds too).
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import ray
-import torch
 from ray._private import ray_constants
 
 from .spec import Spec, SpecError
 
+T = TypeVar("T")
+# Process-level settings for a local instance (the environment wins): no usage statistics sent
+# over the network (no default command touches it).
+LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
 _started_here = False
+_freeze_at_exit = False
 _TUNE_CONTROLLER = "ray.tune.execution.tune_controller"
 
 
@@ -57,9 +69,15 @@ def _check(spec: Spec, cpus: float, gpus: float, where: str) -> None:
 
 
 def check_local_resources(spec: Spec) -> None:
-    """For a local sweep, check the machine before Ray starts."""
+    """For a local sweep, check the machine before Ray starts (torch counts GPUs only when the
+    spec asks for some: importing it takes seconds)."""
     if spec.address is None:
-        _check(spec, float(os.cpu_count() or 1), float(torch.cuda.device_count()), "this machine")
+        gpus = 0.0
+        if spec.resources.gpus_per_trial > 0:
+            import torch
+
+            gpus = float(torch.cuda.device_count())
+        _check(spec, float(os.cpu_count() or 1), gpus, "this machine")
 
 
 @contextmanager
@@ -92,11 +110,14 @@ def connect(spec: Spec) -> dict[str, float]:
     global _started_here
     check_local_resources(spec)
     quiet_gone_checkpoints()
+    exit_without_collecting()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # A diverged trial's last report has no validation metrics; the spec already checked the name.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if not ray.is_initialized():
         if spec.address is None:
+            for key, value in LOCAL_ENV.items():
+                os.environ.setdefault(key, value)
             with loopback_only():
                 ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
@@ -112,9 +133,52 @@ def connect(spec: Spec) -> dict[str, float]:
     return resources
 
 
+def exit_without_collecting() -> None:
+    """At exit, leave what the process holds to the OS: :func:`gc.freeze` as the last exit
+    handler but Ray's own. A driver has imported torch, MLflow, Ray Tune and pandas, and the
+    interpreter's final collections walk all of it: seconds of every command's end (2.6 s in
+    0.5 here). Exit handlers still run and every file is still flushed and closed; only cycles
+    of objects nobody refers to any more are not collected before the process ends."""
+    global _freeze_at_exit
+    if not _freeze_at_exit:
+        atexit.register(gc.freeze)
+        _freeze_at_exit = True
+
+
+def connect_while(spec: Spec, work: Callable[[], T]) -> T:
+    """:func:`connect` for ``spec``, with ``work`` (opening the tracking store: a new SQLite
+    store takes seconds to create) done in a thread meanwhile; ``work``'s result. An error of
+    either is raised, ``connect``'s first."""
+    with ThreadPoolExecutor(1, thread_name_prefix="while-ray-starts") as pool:
+        done = pool.submit(work)
+        try:
+            connect(spec)
+        except BaseException:
+            done.cancel()
+            raise
+        return done.result()
+
+
 def disconnect() -> None:
     """Shut Ray down if :func:`connect` started it; a session the caller opened stays open."""
     global _started_here
     if _started_here and ray.is_initialized():
+        _stop_autoscaler()
         ray.shutdown()
     _started_here = False
+
+
+def _stop_autoscaler() -> None:
+    """SIGKILL the local instance's autoscaler monitor first. ``ray.shutdown`` stops the GCS
+    before it and then waits a whole second for the monitor to exit on SIGTERM, which it never
+    does without its GCS, before it SIGKILLs it anyway: a second of every sweep's end. The
+    monitor keeps no state (a single machine does not scale)."""
+    try:
+        node = ray._private.worker._global_node
+        monitors = node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, [])
+        for info in monitors:
+            if info.process.poll() is None:
+                info.process.kill()
+                info.process.wait(timeout=1)
+    except Exception:  # another Ray's internals: ray.shutdown stops it the slow way
+        pass

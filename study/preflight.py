@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import urlparse
-from urllib.request import urlopen
 
 import torch
+
+from analysis.query import health
 
 from .spec import Spec, SpecError
 
@@ -91,17 +91,22 @@ def check_tracking(uri: str, timeout: float = TIMEOUT_S) -> Check:
         return Check("tracking store", True, f"{path} (created on first use)")
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
-        try:
-            with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
-                ok = answer.status == 200
-        except (URLError, OSError, ValueError) as err:
+        status, reason = health(uri, timeout)
+        if status is None:
             return Check(
                 "tracking store",
                 False,
-                f"{uri} does not answer within {timeout:g} s ({getattr(err, 'reason', err)})",
+                f"{uri} does not answer within {timeout:g} s ({reason})",
                 "start it with `study server`, or check --tracking-uri",
             )
-        return Check("tracking store", ok, f"{uri} answers" if ok else f"{uri}: unhealthy")
+        if status != 200:
+            return Check(
+                "tracking store",
+                False,
+                f"{uri} answers /health with HTTP {status} ({reason})",
+                "check that --tracking-uri is an MLflow server and that it is healthy",
+            )
+        return Check("tracking store", True, f"{uri} answers")
     return Check("tracking store", True, f"{uri} (not checked: scheme {scheme!r})")
 
 

@@ -34,14 +34,14 @@ from trainables.tune import train_trial
 
 from . import tracking
 from .checkpoints import point_at_existing_checkpoints
-from .cluster import connect, disconnect
+from .cluster import connect, connect_while, disconnect
 from .optuna_store import record_sweep, search_storage
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
 from .searchers import SeedRepeater
 from .spec import Spec, SpecError
 from .tracking import FINISHED, KILLED, MlflowTrialLogger
-from .trials import base_trial_config, grid_axes
+from .trials import base_trial_config, grid_axes, grid_trial_configs
 
 RECORD_FILE = "regstudy_sweep.json"
 
@@ -208,8 +208,7 @@ def sweep(
         fs.delete_dir(root)
     preflight(spec, provision_data, checkpoint_need)
     with tracking.driver(f"sweep {spec.name}", "start the sweep again"):
-        connect(spec)
-        client = tracking.open_client(spec.tracking_uri)
+        client = connect_while(spec, partial(tracking.open_client, spec.tracking_uri))
         exp_id = tracking.experiment_id(client, spec.experiment_name, spec.tracking_uri)
         run_id = tracking.start_sweep_run(client, spec, space.describe(), parent_run_id)
         expected = _expected_trials(spec, space)
@@ -233,9 +232,10 @@ def _fit(
             results = tuner.fit()
         outcome = _finish(spec, client, exp_id, run_id, results, expected)
         tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
-    if outcome.status != KILLED:
-        _record_best(spec, client, run_id)
-    if outcome.status != KILLED and get_space(spec.space).kind == "grid":
+    if outcome.status == KILLED or tracking.is_confirm_round(spec):  # `study confirm` ranks
+        return outcome
+    _record_best(spec, client, run_id)
+    if get_space(spec.space).kind == "grid":
         uri, name = spec.tracking_uri or "", spec.name
         try:
             record_sweep(uri, spec.experiment_name, name, spec.metric, spec.mode, spec.optuna_url)
@@ -290,12 +290,8 @@ def _new_tuner(
 
 
 def _expected_trials(spec: Spec, space: SearchSpace) -> int:
-    if space.kind == "grid":
-        points = len(space.grid_points()) or 1
-        for values in spec.grid.values():
-            points *= len(values)
-        points *= max(len(spec.variants), 1)
-        return points * spec.budget.repeats
+    if space.kind == "grid":  # the trials Ray creates: a spec's grid axis may replace the space's
+        return len(grid_trial_configs(spec, space))
     return spec.budget.num_samples * spec.budget.repeats
 
 

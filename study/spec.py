@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from search_spaces import check_space, get_space, list_spaces
 from trainables.config import TrainConfig, apply_variant
+from trainables.trial_config import training_values
 
 METRICS = (
     "val_error",
@@ -49,7 +50,8 @@ class _Section(BaseModel):
 class Budget(_Section):
     epochs: int = Field(10, ge=1)
     num_samples: int = Field(1, ge=1, description="configs Optuna samples; ignored by grids")
-    repeats: int = Field(1, ge=1, description="seeds 0..repeats-1 per config")
+    repeats: int = Field(1, ge=1, description="seeds first_seed..first_seed+repeats-1 per config")
+    first_seed: int = Field(0, ge=0, description="the first seed (`study confirm` adds seeds)")
     max_concurrent: int = Field(2, ge=1)
 
 
@@ -82,6 +84,10 @@ class Spec(_Section):
     space: str = "none"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    points: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="whole trial configs, each with a display name, run with every seed",
+    )
     train: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Budget()
     resources: Resources = Resources()
@@ -152,8 +158,14 @@ class Spec(_Section):
                 TrainConfig.from_dict(apply_variant(base, overrides))
             except ValueError as err:
                 raise ValueError(f"variants.{variant}: {err}") from None
+        self._points_are_legal(base)
         space = get_space(self.space)
-        if (self.grid or self.variants) and space.kind != "grid":
+        if self.points and space.grid:
+            raise ValueError(
+                f"points: whole configs need space 'none', not {self.space!r} (its grid would "
+                "cross them)"
+            )
+        if (self.grid or self.variants or self.points) and space.kind != "grid":
             raise ValueError(
                 f"grid: extra grid axes need a grid space; {self.space!r} is an Optuna space"
             )
@@ -171,6 +183,23 @@ class Spec(_Section):
         if self.address is None:
             self._devices_exist(base)
         return self
+
+    def _points_are_legal(self, base: dict[str, Any]) -> None:
+        """Each point is a named whole trial config; points are a sweep's only axis but seeds."""
+        if not self.points:
+            return
+        if self.grid or self.variants:
+            raise ValueError("points: whole configs cannot be crossed with grid or variants")
+        names = [point.get("name") for point in self.points]
+        for i, (name, point) in enumerate(zip(names, self.points)):
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"points[{i}]: needs a 'name' (how its runs are shown)")
+            if name in names[:i]:
+                raise ValueError(f"points[{i}]: name {name!r} is used twice")
+            try:
+                TrainConfig.from_dict(training_values({**base, "point": point})[0])
+            except ValueError as err:
+                raise ValueError(f"points[{i}] ({name}): {err}") from None
 
     def _devices_exist(self, base: dict[str, Any]) -> None:
         """A local sweep asking for ``device: cuda`` needs a CUDA device here (a cluster's

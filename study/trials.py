@@ -25,6 +25,7 @@ from .recipes import Recipe, load_script
 from .spec import Spec
 
 VARIANT = "variant"
+POINT = "point"
 SEED = "seed"
 
 
@@ -37,11 +38,15 @@ def base_trial_config(spec: Spec, space: SearchSpace) -> dict[str, Any]:
 
 def grid_axes(spec: Spec, space: SearchSpace) -> dict[str, list[Any]]:
     """The axes a grid sweep crosses, in declaration order: the space's grid, the spec's
-    ``grid``, ``variant`` (each ``{"name": NAME, **overrides}``) and ``seed``."""
+    ``grid``, ``variant`` (each ``{"name": NAME, **overrides}``), ``point`` (whole configs,
+    :func:`trainables.tune.lay_point`) and ``seed``."""
     axes = {axis: list(values) for axis, values in {**(space.grid or {}), **spec.grid}.items()}
     if spec.variants:
         axes[VARIANT] = [{"name": name, **values} for name, values in spec.variants.items()]
-    axes[SEED] = list(range(spec.budget.repeats))
+    if spec.points:
+        axes[POINT] = [dict(point) for point in spec.points]
+    first = spec.budget.first_seed
+    axes[SEED] = list(range(first, first + spec.budget.repeats))
     return axes
 
 
@@ -120,7 +125,8 @@ def arm_name(config: dict[str, Any], axes: dict[str, list[Any]]) -> str:
     for axis, values in axes.items():
         if axis == SEED or len(values) < 2:
             continue
-        shown.append(config[axis]["name"] if axis == VARIANT else f"{axis}={_shown(config[axis])}")
+        named = axis in (VARIANT, POINT)
+        shown.append(config[axis]["name"] if named else f"{axis}={_shown(config[axis])}")
     return " ".join(shown) or "base"
 
 

@@ -10,6 +10,13 @@ A knob acts only while its method is on (``activation="drop_activation"``, ``nor
 ``lrd_p < 1``); :meth:`TrainConfig.active_knobs` is the config without the knobs that do
 nothing, what MLflow records and what a trial's identity hashes.
 
+Three core keys say how a step runs rather than what it trains (:class:`trainables.train.
+StepRuntime`): ``precision`` (``fp32``; ``bf16`` autocast; ``fp16`` autocast with a gradient
+scaler), ``compile`` (``torch.compile`` of the step's forward and loss) and ``channels_last``
+(NHWC memory for conv nets). Left at their defaults they are absent from ``active_knobs``, so
+the configs recorded before them keep their identities; ``compile`` and ``channels_last`` never
+enter a checkpoint's identity (a run may resume with them changed), ``precision`` does once set.
+
 A variant of a sweep is applied with :func:`apply_variant`: its mapping-valued fields
 (``arch``, ``augment_options``, ``data_options``) merge key by key into the trial's.
 """
@@ -39,10 +46,14 @@ from trainables.methods import (
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "amsgrad", "radam", "adamw")
 SCHEDULES = ("constant", "multistep", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
 # Fields that hold a mapping of options: a variant's value merges into them key by key.
 MAPPING_FIELDS = ("arch", "augment_options", "data_options")
-# Fields that say where a trial runs, not what it trains.
-PLACEMENT_FIELDS = ("data_dir", "device", "num_threads")
+# Fields that say where or how a trial runs, not what it trains.
+PLACEMENT_FIELDS = ("data_dir", "device", "num_threads", "compile", "channels_last")
+# How a step runs (trainables/train.py, ``StepRuntime``): recorded only when set away from the
+# default, so the configs (and MLflow identities) of every trial before them are unchanged.
+RUNTIME_DEFAULTS = {"precision": "fp32", "compile": False, "channels_last": False}
 
 # Initial learning rates of the LRD paper (Table 1 setup), used when ``lr`` is not given.
 PAPER_LR = {
@@ -159,6 +170,9 @@ FIELDS = (
     Field("seed", 0, Interval(0, None, integer=True)),
     Field("device", "auto", OneOf(DEVICES)),
     Field("num_threads", None, Nullable(_POSITIVE_INT)),
+    Field("precision", "fp32", OneOf(PRECISIONS)),
+    Field("compile", False, _BOOL),
+    Field("channels_last", False, _BOOL),
 )
 _CORE = {f.name: f for f in FIELDS}
 _TUPLES = ("augment", "milestones", "lr_gamma")
@@ -291,8 +305,9 @@ class TrainConfig:
 
     def active_knobs(self) -> dict[str, Any]:
         """The config without what does nothing: knobs of methods that are off, SGD's momentum
-        under another optimizer, milestones without a multistep schedule."""
-        inactive = set(knobs())
+        under another optimizer, milestones without a multistep schedule, and the runtime
+        options (precision, compile, channels-last) left at their defaults."""
+        inactive = set(knobs()) | {k for k, v in RUNTIME_DEFAULTS.items() if self._values[k] == v}
         if self.optimizer != "sgd":
             inactive |= {"momentum", "nesterov"}
         if self.schedule != "multistep":

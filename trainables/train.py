@@ -12,6 +12,11 @@ places a record plugs in: the activation and norm the model is built with (Drop-
 VCL), a transform of the built model (DropConnect), weighted loss terms (VCL's penalty),
 gradient transforms (per-layer clipping), label transforms (noisy labels) and optimizer
 wrappers (LRD, dropout on G, noisy gradient). Nothing here names a method.
+
+How the steps run — precision (autocast, fp16's gradient scaler), ``torch.compile`` of the
+forward and loss, channels-last memory — is the trial's :class:`~trainables.runtime.
+StepRuntime`, from the config's runtime keys. A step never waits for the host: the epoch's
+sums stay on the device and are read once when it ends.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .config import TrainConfig
 from .data import Augment, DatasetSplits, load_dataset, make_loader
 from .models import build_model
 from .optim import make_optimizer, make_scheduler
+from .runtime import EAGER_FP32, StepRuntime
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Trial:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
     plugs: Plugs = field(default_factory=lambda: Plugs())
+    runtime: StepRuntime = field(default_factory=StepRuntime)
     epoch: int = 0
     best: dict[str, float] = field(default_factory=dict)
 
@@ -75,6 +82,7 @@ class Trial:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(),
+            **self.runtime.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -89,6 +97,7 @@ class Trial:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.runtime.load_state_dict(state)
         self.epoch = state["epoch"]
         self.best = dict(state["best"])
         _set_rng_state(state["rng"])
@@ -125,10 +134,11 @@ def build_trial(config: TrainConfig) -> Trial:
         for which in ("val", "test"):
             if getattr(data, which) is not None:
                 data = _subset(data, which, config.eval_subset, config.split_seed)
-    model = build_network(config, data.num_classes, data.in_shape).to(device)
+    runtime = StepRuntime.of(config, device)
+    model = runtime.prepare(build_network(config, data.num_classes, data.in_shape).to(device))
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer)
-    return Trial(config, data, model, optimizer, scheduler, device, Plugs.of(config))
+    return Trial(config, data, model, optimizer, scheduler, device, Plugs.of(config), runtime)
 
 
 def build_network(config: TrainConfig, num_classes: int, in_shape) -> nn.Module:
@@ -196,63 +206,89 @@ def errors(outputs: Tensor, targets: Tensor, task: str) -> Tensor:
 
 
 def train_step(
-    model: nn.Module, x: Tensor, y: Tensor, optimizer: Optimizer, task: str, plugs: Plugs = Plugs()
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    optimizer: Optimizer,
+    task: str,
+    plugs: Plugs = Plugs(),
+    runtime: StepRuntime = EAGER_FP32,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """One step on (x, y): the task loss plus each active penalty times its weight, backward,
-    the gradient transforms, the optimizer's step. Returns the task loss, each penalty
-    (unweighted) and the outputs, detached."""
-    outputs = model(x)
-    loss = task_loss(task)(outputs, y)
-    penalties = {name: penalty(model) for name, _, penalty in plugs.penalties}
-    total = loss
-    for name, weight, _ in plugs.penalties:
-        total = total + weight * penalties[name]
+    the gradient transforms, the optimizer's step; run as ``runtime`` says (autocast, fp16's
+    gradient scaler, compiled forward). Returns the task loss, each penalty (unweighted) and
+    the outputs, detached, on the device: reading them is the caller's choice."""
+    total, loss, penalties, outputs = runtime.forward_loss(
+        model, x, y, task_loss(task), plugs.penalties, runtime.device_type, runtime.dtype
+    )
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    scaler = runtime.scaler
+    if scaler is None:
+        total.backward()
+    else:
+        scaler.scale(total).backward()
+        if plugs.gradients:
+            scaler.unscale_(optimizer)
     for transform in plugs.gradients:
         transform(model)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach(), {k: v.detach() for k, v in penalties.items()}, outputs.detach()
 
 
 def train_epoch(trial: Trial, loader) -> dict[str, float]:
-    task, plugs = trial.data.task, trial.plugs
+    """One epoch of :func:`train_step`. The sums of loss, error and penalties stay on the
+    device and are read once, at the end: no step waits for the host."""
+    task, plugs, runtime = trial.data.task, trial.plugs, trial.runtime
     trial.model.train()
-    loss_sum = torch.zeros((), device=trial.device)
-    error_sum = torch.zeros((), device=trial.device)
-    penalty_sums = {name: torch.zeros((), device=trial.device) for name, _, _ in plugs.penalties}
+    sums = torch.zeros(2 + len(plugs.penalties), dtype=torch.float64, device=trial.device)
     seen = 0
     start = time.perf_counter()
     for x, y in loader:
         for transform in plugs.labels:
             y = transform(y, trial.data.num_classes)
-        loss, penalties, outputs = train_step(trial.model, x, y, trial.optimizer, task, plugs)
-        loss_sum += loss * len(y)
-        for name, value in penalties.items():
-            penalty_sums[name] += value * len(y)
-        error_sum += errors(outputs, y, task)
+        loss, penalties, outputs = train_step(
+            trial.model, runtime.batch(x), y, trial.optimizer, task, plugs, runtime
+        )
+        batch_sums = [loss * len(y), errors(outputs.float(), y, task)]
+        batch_sums += [value * len(y) for value in penalties.values()]
+        sums += torch.stack([value.double() for value in batch_sums])
         seen += len(y)
+    loss_sum, error_sum, *penalty_sums = sums.tolist()
     elapsed = time.perf_counter() - start
     return {
-        "train_loss": loss_sum.item() / seen,
-        "train_error": error_sum.item() / seen,
-        **{f"{name}_penalty": total.item() / seen for name, total in penalty_sums.items()},
+        "train_loss": loss_sum / seen,
+        "train_error": error_sum / seen,
+        **{
+            f"{name}_penalty": total / seen
+            for (name, _, _), total in zip(plugs.penalties, penalty_sums)
+        },
         "epoch_time": elapsed,
         "samples_per_s": seen / elapsed,
     }
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, task: str) -> tuple[float, float]:
-    """Mean loss and error of ``model`` in eval mode over ``loader``."""
+def evaluate(
+    model: nn.Module, loader, task: str, runtime: StepRuntime = EAGER_FP32
+) -> tuple[float, float]:
+    """Mean loss and error of ``model`` in eval mode over ``loader``, under the runtime's
+    autocast and memory format; summed on the device and read once."""
     model.eval()
-    loss_sum = error_sum = 0.0
+    sums = None
     seen = 0
     for x, y in loader:
-        outputs = model(x)
-        loss_sum += task_loss(task)(outputs, y, reduction="sum").item()
-        error_sum += errors(outputs, y, task).item()
+        with runtime.autocast():
+            outputs = model(runtime.batch(x))
+        outputs = outputs.float()
+        batch_loss = task_loss(task)(outputs, y, reduction="sum")
+        batch = torch.stack([batch_loss.double(), errors(outputs, y, task).double()])
+        sums = batch if sums is None else sums + batch
         seen += len(y)
+    loss_sum, error_sum = sums.tolist()
     return loss_sum / seen, error_sum / seen
 
 
@@ -295,7 +331,7 @@ def fit(config: TrainConfig, resume: dict[str, Any] | None = None) -> Iterator[E
         if trial.epoch % config.eval_every == 0 or trial.epoch == config.epochs:
             for which, loader in eval_loaders.items():
                 metrics[f"{which}_loss"], metrics[f"{which}_error"] = evaluate(
-                    trial.model, loader, trial.data.task
+                    trial.model, loader, trial.data.task, trial.runtime
                 )
             _track_best(trial, metrics)
         metrics.update(trial.best)

@@ -18,10 +18,10 @@ from ray import tune
 from .config import TrainConfig, apply_variant
 from .machine import describe_machine
 from .train import fit, load_snapshot
+from .trial_config import ADAPTER_KEYS, POINT, lay_point, training_values
 
-__all__ = ["ADAPTER_KEYS", "apply_variant", "split_config", "train_trial"]
+__all__ = ["ADAPTER_KEYS", "POINT", "apply_variant", "lay_point", "split_config", "train_trial"]
 
-ADAPTER_KEYS = ("checkpoint_every", "search", "variant")
 CHECKPOINT_FILE = "trial.pt"
 
 
@@ -32,10 +32,8 @@ def split_config(config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     with :func:`apply_variant`: ``arch``, ``augment_options`` and ``data_options`` merge key by
     key, so ``{arch: {dropout: 0.1}}`` adds dropout to the trial's architecture.
     """
-    settings = {k: config[k] for k in ADAPTER_KEYS if k in config}
-    train_values = {k: v for k, v in config.items() if k not in ADAPTER_KEYS}
-    variant = settings.get("variant", {})
-    return TrainConfig.from_dict(apply_variant(train_values, variant)), settings
+    values, settings = training_values(config)
+    return TrainConfig.from_dict(values), settings
 
 
 def _load(checkpoint: tune.Checkpoint) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,23 @@ KILLED = RunStatus.to_string(RunStatus.KILLED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
 SCALE_TAG = f"{TAG}.scale"
 BATCH = 900  # metrics per log_batch, under MLflow's 1000
+
+
+_WRITERS: list[Callable[[], None]] = []  # trial loggers' queued writes, closed by settle_writes
+
+
+def settle_before_ending(close: Callable[[], None]) -> None:
+    """``close`` finishes a trial logger's queued writes (:mod:`.writer`); it is called before
+    any run is ended by the ending rule here, whatever stopped the driver."""
+    if close not in _WRITERS:
+        _WRITERS.append(close)
+
+
+def settle_writes() -> None:
+    """Finish every trial logger's queued writes, so that no trial write lands after the ending
+    rule ran (a trial run ended KILLED, then FINISHED by a late write)."""
+    while _WRITERS:
+        _WRITERS.pop()()
 
 
 def _git_commit() -> str:
@@ -73,12 +91,13 @@ def start_sweep_run(
 ) -> str:
     """Create the sweep's parent run with the spec, space, code version and host recorded.
 
-    ``parent_run_id`` nests the sweep under a recipe's run.
+    ``parent_run_id`` nests the sweep under a recipe's run, or a confirm round (a spec tagged
+    ``confirms``) under the sweep it confirms.
     """
     exp = experiment_id(client, spec.experiment_name, spec.tracking_uri or "")
     tags = {
         SWEEP_TAG: spec.name,
-        KIND_TAG: "sweep",
+        KIND_TAG: "confirm" if is_confirm_round(spec) else "sweep",
         "mlflow.source.git.commit": _git_commit(),
         "host": platform.node(),
         **{f"version.{k}": v for k, v in _versions().items()},
@@ -95,6 +114,11 @@ def start_sweep_run(
     client.log_text(run_id, spec.to_yaml(), "spec.yaml")
     client.log_dict(run_id, space, "search_space.json")
     return run_id
+
+
+def is_confirm_round(spec: Spec) -> bool:
+    """Whether ``spec`` is a round of ``study confirm`` (more seeds of a finished sweep's best)."""
+    return "confirms" in spec.tags
 
 
 def reopen_run(client: MlflowClient, run_id: str) -> None:
@@ -157,6 +181,7 @@ def end_sweep_run(
 
     After a stop (``stopped_by``: the signal), Tune reports the trials it stopped as TERMINATED:
     their runs, which no trial end reached, are what tells them apart."""
+    settle_writes()
     running = _running_trials(client, run_id)
     ended = counts.ended - (len(running) if stopped_by else 0)
     total = max(counts.trials, expected)
@@ -195,6 +220,7 @@ def _running_trials(client: MlflowClient, parent_run_id: str) -> list:
 def end_running_trials(client: MlflowClient, parent_run_id: str, status: str, reason: str) -> int:
     """End every trial run of sweep (or recipe) ``parent_run_id`` still RUNNING, with the reason;
     returns how many. A resumed sweep reattaches to them and reopens them."""
+    settle_writes()
     running = _running_trials(client, parent_run_id)
     for run in running:
         end_run(client, run.info.run_id, status, reason)

@@ -10,6 +10,11 @@ diverged (its last report carries ``failure``) or crashed ends FAILED with the r
 ``regstudy.failure``. A trial retried by ``study resume`` that then finishes loses the reason its
 earlier ending left.
 
+While Tune runs, the writes are off the path that schedules trials: the callbacks hand them to a
+thread that writes them in order and in batches (a trial's epochs that arrived together in one
+``log_batch``; :mod:`.writer`), and that is drained and joined when the experiment ends and
+before any of the sweep's runs are ended.
+
 A store that does not answer never stops Tune: what could not be written is kept, in order, and
 written once the store answers again (tried at most every :attr:`MlflowTrialLogger.RETRY_S`);
 what is still kept when the driver ends, Ray's own results hold, and ``study sync NAME``
@@ -21,8 +26,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +49,14 @@ from analysis.schema import (
     SWEEP_RUN_TAG,
     TRIAL_TAG,
 )
+from trainables.trial_config import POINT
 from trainables.tune import split_config
 
 from ..spec import _absolute, config_id
 from .lifecycle import syncs_with
-from .runs import BATCH, end_trial_run, reopen_run
+from .runs import BATCH, end_trial_run, reopen_run, settle_before_ending
 from .store import TRACKING_ERRORS, as_params, describe, flatten, numeric, open_client
+from .writer import Write, WriteBehind
 
 
 def _epoch_keys(result: dict[str, Any]) -> list[str]:
@@ -80,8 +87,15 @@ def run_name(trial) -> str:
     """A trial run's name: what its sweep chose for it (``da_p=0.95 seed=1``), the values of its
     grid axes or its sampled knobs, in Ray's order; the trial id when there are none."""
     chosen = getattr(trial, "evaluated_params", None) or {}
-    shown = " ".join(f"{key.rsplit('/', 1)[-1]}={_short(v)}" for key, v in chosen.items())
+    shown = " ".join(_shown(key.rsplit("/", 1)[-1], value) for key, value in chosen.items())
     return shown or trial.trial_id
+
+
+def _shown(key: str, value: Any) -> str:
+    """``lr=0.05``; a confirm round's point by its own label (``lr=0.05``, not ``point=…``)."""
+    if key == POINT and isinstance(value, dict):
+        return str(value.get("name", value))
+    return f"{key}={_short(value)}"
 
 
 def _short(value: Any) -> str:
@@ -127,9 +141,14 @@ class MlflowTrialLogger(Callback):
         self._runs: dict[str, str] = {}
         self._logged_epochs: dict[str, int] = {}
         self._earlier_tags: dict[str, set[str]] = {}
-        self._backlog: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
-        self._unanswered = False
-        self._retry_at = 0.0
+        self._writes = WriteBehind(
+            self._plan,
+            TRACKING_ERRORS,
+            clock=lambda: time.monotonic(),
+            retry_s=lambda: self.RETRY_S,
+            on_down=self._down,
+            on_back=self._back,
+        )
         self._sync: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -148,8 +167,8 @@ class MlflowTrialLogger(Callback):
 
     @property
     def pending(self) -> int:
-        """Writes kept because the store did not answer."""
-        return len(self._backlog)
+        """Writes not done yet: queued, or kept because the store did not answer."""
+        return self._writes.pending
 
     def find_run(self, trial) -> Run | None:
         """The trial's run, found by its tags; ``None`` if it has none."""
@@ -207,7 +226,10 @@ class MlflowTrialLogger(Callback):
         self.client.log_batch(run_id, metrics=hparams, params=as_params(flat))
 
     def setup(self, **info) -> None:
+        """Tune starts: from now until the experiment ends, a thread does the writes."""
         syncs_with(None)
+        self._writes.start()
+        settle_before_ending(self._writes.close)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._write(self.run_for, trial)
@@ -223,46 +245,49 @@ class MlflowTrialLogger(Callback):
         self._write(self.finish, trial, dict(trial.last_result or {}), _error_text(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
-        """One last attempt at what is kept, whatever the retry interval."""
-        if self._backlog:
-            self._drain()
+        """The writes still waiting, one last attempt whatever the retry interval; the thread
+        is joined."""
+        self._writes.close()
 
     def _write(self, action: Callable[..., Any], trial, *args: Any) -> None:
-        """``action(trial, *args)`` after the writes kept before it, or kept with them while the
-        store does not answer (tried again after :attr:`RETRY_S`)."""
+        """``action(trial, *args)`` after the writes handed over before it; kept with them while
+        the store does not answer (tried again after :attr:`RETRY_S`)."""
         if self._sync is None:
             self._sync = sync_command(trial)
             syncs_with(self._sync)
-        self._backlog.append((action, (trial, *args)))
-        if not self._unanswered or time.monotonic() >= self._retry_at:
-            self._drain()
+        self._writes.submit((trial.trial_id, action, (trial, *args)))
 
-    def _drain(self) -> None:
-        """The kept writes in order; the first tracking error keeps it and those after it."""
-        done = 0
-        while self._backlog:
-            action, args = self._backlog[0]
-            try:
-                action(*args)
-            except TRACKING_ERRORS as err:
-                self._down(err)
-                return
-            self._backlog.popleft()
-            done += 1
-        if self._unanswered:
-            self._unanswered = False
-            print(
-                f"[tracking] MLflow at {self.tracking_uri} answers again: {done} kept writes done",
-                file=sys.stderr,
-                flush=True,
-            )
+    def _plan(self, batch: list[Write]) -> Iterator[tuple[Callable[[], Any], list[int]]]:
+        """The calls for a batch of writes: trial by trial (each trial's in order; trials are
+        independent runs), a trial's consecutive epochs merged into one :meth:`log_results`."""
+        by_trial: dict[str, list[int]] = {}
+        for index, (trial_id, _, _) in enumerate(batch):
+            by_trial.setdefault(trial_id, []).append(index)
+        for indices in by_trial.values():
+            start = 0
+            while start < len(indices):
+                _, action, args = batch[indices[start]]
+                end = start + 1
+                if action == self.log_result:
+                    while end < len(indices) and batch[indices[end]][1] == self.log_result:
+                        end += 1
+                    results = [batch[i][2][1] for i in indices[start:end]]
+                    yield partial(self.log_results, args[0], results), indices[start:end]
+                else:
+                    yield partial(action, *args), [indices[start]]
+                start = end
 
-    def _down(self, err: BaseException) -> None:
-        """Wait :attr:`RETRY_S` before the next attempt, and forget what was read of the runs:
-        a write that failed may have landed, so it is read again (and not repeated)."""
-        first = not self._unanswered
-        self._unanswered = True
-        self._retry_at = time.monotonic() + self.RETRY_S
+    def _back(self, done: int) -> None:
+        print(
+            f"[tracking] MLflow at {self.tracking_uri} answers again: {done} kept writes done",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _down(self, err: BaseException, first: bool) -> None:
+        """The store refused a write (tried again after :attr:`RETRY_S`): forget what was read
+        of the runs, since a write that failed may have landed, so it is read again (and not
+        repeated)."""
         self._runs.clear()
         self._logged_epochs.clear()
         if not first:
@@ -279,23 +304,36 @@ class MlflowTrialLogger(Callback):
     def log_result(self, trial, result: dict[str, Any]) -> bool:
         """Log one report's metrics at ``step=epoch``; an epoch the run has already is skipped.
         Returns whether it logged."""
+        return self.log_results(trial, [result]) > 0
+
+    def log_results(self, trial, results: list[dict[str, Any]]) -> int:
+        """Log reports' metrics at ``step=epoch``, whole epochs per ``log_batch`` (one call for a
+        few); an epoch the run has already is skipped. Returns how many epochs it logged."""
         run_id = self.run_for(trial)
-        epoch = epoch_of(result)
-        if epoch <= self._logged_epochs.get(trial.trial_id, 0):
-            return False
+        newest = self._logged_epochs.get(trial.trial_id, 0)
         stamp = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(result[key]), stamp, epoch)
-            for key in (*_epoch_keys(result), *SUMMARY_METRICS, "epoch")
-            if numeric(result.get(key))
-        ]
-        tags = [RunTag("node_id", str(result["node_id"]))] if "node_id" in result else []
-        if result.get("machine"):
-            tags.append(RunTag(MACHINE_TAG, str(result["machine"])))
-        for start in range(0, len(metrics), BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + BATCH], tags=tags)
-        self._logged_epochs[trial.trial_id] = epoch
-        return True
+        epochs: list[tuple[int, list[Metric]]] = []
+        tags: dict[str, str] = {}
+        for result in results:
+            epoch = epoch_of(result)
+            if epoch <= newest:
+                continue
+            newest = epoch
+            keys = (*_epoch_keys(result), *SUMMARY_METRICS, "epoch")
+            metrics = [
+                Metric(k, float(result[k]), stamp, epoch) for k in keys if numeric(result.get(k))
+            ]
+            epochs.append((epoch, metrics))
+            if "node_id" in result:
+                tags["node_id"] = str(result["node_id"])
+            if result.get("machine"):
+                tags[MACHINE_TAG] = str(result["machine"])
+        run_tags = [RunTag(k, v) for k, v in tags.items()]
+        for chunk in _whole_epochs(epochs):
+            metrics = [m for _, ms in chunk for m in ms]
+            self.client.log_batch(run_id, metrics=metrics, tags=run_tags)
+            self._logged_epochs[trial.trial_id] = chunk[-1][0]
+        return len(epochs)
 
     def finish(self, trial, result: dict[str, Any], failure: str | None) -> None:
         """End the trial's run: FAILED with ``failure``, else FINISHED. A summary metric the run
@@ -315,6 +353,21 @@ class MlflowTrialLogger(Callback):
         stopped_at = epoch if not failure and 0 < epoch < self.epochs else None
         earlier = self._earlier_tags.pop(trial.trial_id, set())
         end_trial_run(self.client, run_id, metrics, failure, stopped_at, earlier)
+
+
+def _whole_epochs(epochs: list[tuple[int, list[Metric]]]) -> Iterator[list]:
+    """Epochs packed into ``log_batch`` calls of at most :data:`BATCH` metrics, an epoch never
+    split: a call that fails leaves whole epochs logged before it, which a replay skips."""
+    chunk: list[tuple[int, list[Metric]]] = []
+    size = 0
+    for epoch, metrics in epochs:
+        if chunk and size + len(metrics) > BATCH:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((epoch, metrics))
+        size += len(metrics)
+    if chunk:
+        yield chunk
 
 
 def _same(held: float | None, value: float) -> bool:

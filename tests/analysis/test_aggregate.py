@@ -95,3 +95,26 @@ def test_summarize_names_the_metrics_present_when_one_is_missing():
 def test_per_seed_keeps_only_finished_runs():
     frame = runs_frame()
     assert set(per_seed(frame[frame["config_id"] == "b"], "metric.val_error")) == {0, 1, 2}
+
+
+def test_an_error_rates_interval_is_cut_to_its_range_and_a_free_metric_is_not():
+    from analysis.aggregate import metric_range
+
+    assert metric_range("val_error") == (0.0, 1.0) == metric_range("test_error_at_best")
+    assert metric_range("metric.train_loss") == (0.0, math.inf)
+    assert metric_range("hp.lr") == (-math.inf, math.inf)
+    runs = pd.DataFrame(
+        {
+            "config_id": ["a"] * 3 + ["b"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "status": ["FINISHED"] * 6,
+            "metric.val_error": [0.0, 0.0, 0.02, 0.97, 0.99, 1.0],
+            "param.da_p": ["0.9"] * 3 + ["1.0"] * 3,
+        }
+    )
+    rows = summarize(runs, "val_error").set_index("config_id")
+    t = stats.t.ppf(0.975, 2)
+    sem = pd.Series([0.0, 0.0, 0.02]).std() / math.sqrt(3)
+    assert rows.loc["a", "ci_low"] == 0.0
+    assert rows.loc["a", "ci_high"] == pytest.approx(0.02 / 3 + t * sem)
+    assert rows.loc["b", "ci_high"] == 1.0 and rows.loc["b", "ci_low"] > 0.9

@@ -54,9 +54,9 @@ def test_a_one_knob_grid_prints_its_curve_in_the_knobs_order_and_saves_a_png(tmp
     frame = _grid([0.02, 0.05, 0.03])
     assert curve_knob(frame) == "da_p"
     lines = render_curve(frame, "da_p", "val_error").splitlines()
-    assert lines[0] == "val_error against da_p (mean ± 95% CI over up to 3 seeds):"
+    assert lines[0] == "val_error against da_p (mean [95% CI] over up to 3 seeds):"
     assert [line.split()[0] for line in lines[1:]] == ["da_p=0.6", "da_p=0.9", "da_p=1"]
-    assert lines[1].split()[1:] == ["0.0500", "±", "0.0100"]
+    assert lines[1].split()[1:] == ["0.0500", "[0.0400,", "0.0600]"]
     path = save_curve(frame, "da_p", "val_error", "min", tmp_path / "sweeps" / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

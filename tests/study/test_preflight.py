@@ -29,6 +29,35 @@ def test_an_unreachable_tracking_server_is_refused_within_seconds():
     assert "study server" in result.fix
 
 
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (503, False), (404, False)])
+def test_a_server_that_answers_health_with_an_error_is_refused_and_named(status, ok):
+    """Any HTTP answer means the server is there: the read-only commands go on and let MLflow
+    speak (``_answers``); a sweep's preflight refuses anything but 200, naming the status."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from analysis.query import _answers
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        check = check_tracking(uri)
+        assert check.ok is ok
+        assert ok or f"answers /health with HTTP {status}" in check.line()
+        assert _answers(uri) is None
+    finally:
+        server.shutdown()
+
+
 def test_a_new_sqlite_store_in_a_writable_folder_passes(tmp_path):
     assert check_tracking(f"sqlite:///{tmp_path / 'mlruns.db'}").ok
     assert not (tmp_path / "mlruns.db").exists()

@@ -40,6 +40,12 @@ BAD_SPECS = [
     ({"variants": {"big": {"batch_size": 0}}}, "variants.big: batch_size=0 is not allowed"),
     ({"address": "my-cluster"}, "address must be 'auto'"),
     ({"name": "bad name!"}, "name: String should match pattern"),
+    ({"points": [{"lr": 0.1}], "space": "none"}, "points[0]: needs a 'name'"),
+    ({"points": [{"name": "a"}, {"name": "a"}]}, "points[1]: name 'a' is used twice"),
+    ({"points": [{"name": "a", "batch_size": 0}]}, "points[0] (a): batch_size=0 is not allowed"),
+    ({"points": [{"name": "a"}]}, "points: whole configs need space 'none'"),
+    ({"points": [{"name": "a"}], "grid": {"lr": [0.1]}}, "cannot be crossed with grid"),
+    ({"budget.first_seed": -1}, "budget.first_seed: Input should be greater than or equal to 0"),
 ]
 
 
@@ -80,7 +86,7 @@ def test_flags_and_set_override_the_file(workdir):
 def test_dry_run_prints_the_validated_spec(workdir, capsys):
     assert main(["sweep", "--dry-run", "--repeats", "4"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["name"] == "pgrid-digits" and printed["budget"]["repeats"] == 4
+    assert printed["name"] == "pgrid-mnist" and printed["budget"]["repeats"] == 4
 
 
 def test_set_values_are_read_as_yaml():
@@ -104,3 +110,34 @@ def test_a_recorded_spec_is_read_with_todays_defaults_before_staleness_is_judged
     del recorded["variants"]
     assert _as_current(recorded) == spec.model_dump(mode="json")
     assert _as_current({**recorded, "retired_field": 1}) is None
+
+
+def test_points_run_whole_configs_with_the_seeds_from_first_seed():
+    """A confirm round: each point is a finished trial's whole config, laid over the base and
+    recorded as that trial was (the same config id), with seeds first_seed.. first_seed+K-1."""
+    from search_spaces import get_space
+    from study.tracking import trial_record
+    from study.trials import arm_name, grid_axes, grid_trial_configs
+
+    earlier = {"dataset": "digits", "model": "pgrid_cnn", "lr": 0.2, "activation": "relu"}
+    spec = build_spec(
+        GOOD,
+        {
+            "points": [{"name": "lr=0.2", **earlier}, {"name": "lr=0.1", **earlier, "lr": 0.1}],
+            "budget.first_seed": 3,
+            "budget.repeats": 2,
+            "space": "none",
+        },
+    )
+    configs = grid_trial_configs(spec, get_space(spec.space))
+    assert [(c["point"]["name"], c["seed"]) for c in configs] == [
+        ("lr=0.2", 3),
+        ("lr=0.1", 3),
+        ("lr=0.2", 4),
+        ("lr=0.1", 4),
+    ]
+    recorded = trial_record(configs[0])
+    assert recorded["lr"] == 0.2 and recorded["seed"] == 3 and "point" not in recorded
+    base = {k: v for k, v in configs[0].items() if k not in ("point", "seed")}
+    assert config_id(recorded) == config_id(trial_record({**base, **earlier, "seed": 0}))
+    assert arm_name(configs[1], grid_axes(spec, get_space(spec.space))) == "lr=0.1"

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from trainables.methods import Interval, Knob, Method, get_method, list_methods
 
@@ -34,11 +35,23 @@ LEAKY_RELU = Method(
 )
 ELU = Method("elu", "activation", "ELU (Clevert et al.; VCL Table 2)", module=nn.ELU)
 SELU = Method("selu", "activation", "SELU (Klambauer et al.; VCL Table 4)", module=nn.SELU)
+
+
+class RReLU(nn.RReLU):
+    """``nn.RReLU`` that also runs on float16 CPU tensors (torch has no CPU half kernel for it):
+    there it computes in float32 and returns float16, as under ``precision: fp16`` on a CPU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float16 and x.device.type == "cpu":
+            return super().forward(x.float()).to(x.dtype)
+        return super().forward(x)
+
+
 RRELU = Method(
     "rrelu",
     "activation",
     "randomized leaky ReLU, slope ~ U[1/8, 1/3] in training (Drop-Activation's baseline)",
-    module=partial(nn.RReLU, lower=1 / 8, upper=1 / 3),
+    module=partial(RReLU, lower=1 / 8, upper=1 / 3),
 )
 
 

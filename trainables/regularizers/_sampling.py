@@ -1,75 +1,126 @@
-"""Sparse Bernoulli sampling: the positions where an i.i.d. Bernoulli(rate) mask is 1.
+"""Sparse Bernoulli sampling on the CPU: the positions where an i.i.d. Bernoulli(rate) mask is 1.
 
 Drop-Activation needs a Bernoulli(1 - p) mask over every activation element,
 and with p near 1 almost all of it is 0. On the CPU one random number per
-element is the whole cost of the layer, so we draw only the ones: the gaps
+element is the whole cost of the layer, so only the ones are drawn: the gaps
 between consecutive ones of an i.i.d. Bernoulli(rate) sequence are i.i.d.
-Geometric(rate) on {1, 2, ...}, and the positions are their running sums. This
-is exact in distribution, not an approximation: each gap is drawn by inversion,
-``G = floor(log(V) / log(1 - rate)) + 1`` with ``V = 1 - U`` uniform on (0, 1]
-at 2**-53 resolution (numpy's SFC64 generator), so the gap law is exact up to
-float64 rounding, and the draws continue until they pass the end of the
-tensor, so no position is cut short.
+Geometric(rate) on {1, 2, ...}, and the positions are their running sums.
 
-The numpy generator is seeded from one draw of a torch generator, which keeps
-the stream under ``torch.manual_seed`` and inside a torch ``Generator``'s
-checkpointable state. On accelerators a dense ``torch.rand`` is cheap, so
-there the mask is drawn densely.
+Exactness. Each gap is drawn by inversion: with W uniform on (0, 1 - rate),
+``G = floor(log(W) / log(1 - rate))`` has ``P(G >= k) = P(W <= (1 - rate)**k) /
+(1 - rate) = (1 - rate)**(k - 1)`` for k = 1, 2, ..., exactly Geometric(rate)
+(``W < 1 - rate`` makes ``G >= 1`` without a ``+ 1``). W is
+``TINY + U * (1 - rate - TINY)`` with U on [0, 1) at 2**-53 resolution
+(``TINY = 2**-60`` keeps the log finite), so the law holds to within 2**-52
+(and float64 rounding of the log). The draws continue until they pass the end
+of the tensor, so no position is cut short. Nothing else is approximated: the
+mask is i.i.d. Bernoulli(rate) per element, independently across calls.
+
+Where U comes from: the torch generator (the default one, or the caller's),
+``uniform_`` in float64 (53 random bits each), so ``torch.manual_seed`` and a
+checkpointed generator state govern the stream and no state lives outside torch.
+
+Cost. On the small activations of the main job a call's fixed cost, not its
+draws, is what shows against ReLU, and on large ones fresh allocations (page
+faults) and memory passes are; so the pipeline is five in-place tensor
+operations in per-thread scratch buffers, no per-element Python and no
+allocation: draw W, ``log_``, multiply by ``1 / log(1 - rate)``, truncate into
+int64, ``cumsum_``; then one ``searchsorted`` for the end.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-CHUNK_DRAWS = 1 << 22
+CHUNK_DRAWS = 1 << 20
+SCRATCH_DRAWS = 1 << 18
+TINY = 2.0**-60
+# Below this rate a gap (at most log(TINY) / log(1 - rate)) times a chunk could pass 2**63, so
+# gaps are clipped at numel + 1: any gap that long lands past the end from any start.
+_CLIP_BELOW_RATE = 1e-9
 
 
-def _geometric_chunks(numel: int, rate: float, seed: int) -> Iterator[torch.Tensor]:
-    rng = np.random.Generator(np.random.SFC64(seed))
-    inv_log_keep = 1.0 / math.log1p(-rate)
+class _Scratch(threading.local):
+    """Per-thread buffers the draws are computed in, so a call allocates nothing."""
+
+    def __init__(self) -> None:
+        self.uniforms = torch.empty(0, dtype=torch.float64)
+        self.gaps = torch.empty(0, dtype=torch.int64)
+
+    def take(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if count > SCRATCH_DRAWS:
+            return torch.empty(count, dtype=torch.float64), torch.empty(count, dtype=torch.int64)
+        if count > len(self.uniforms):
+            size = min(max(count, 2 * len(self.uniforms)), SCRATCH_DRAWS)
+            self.uniforms = torch.empty(size, dtype=torch.float64)
+            self.gaps = torch.empty(size, dtype=torch.int64)
+        return self.uniforms[:count], self.gaps[:count]
+
+
+_SCRATCH = _Scratch()
+
+
+def _chunk_size(numel: int, rate: float) -> int:
+    """Draws that reach past ``numel`` with overwhelming probability (6 sd above the mean)."""
     expected = numel * rate
-    chunk = min(int(expected + 6.0 * math.sqrt(expected * (1.0 - rate))) + 64, CHUNK_DRAWS)
-    last = -1
-    while last < numel - 1:
-        gaps = torch.from_numpy(rng.random(chunk)).neg_().log1p_().mul_(inv_log_keep)
-        positions = gaps.to(torch.int64).add_(1).cumsum_(0).add_(last)
-        last = int(positions[-1])
-        if last >= numel:
-            positions = positions[: int(torch.searchsorted(positions, numel))]
-        if len(positions):
-            yield positions
+    return min(int(expected + 6.0 * math.sqrt(expected * (1.0 - rate))) + 64, CHUNK_DRAWS)
 
 
-def iter_bernoulli_positions(
-    numel: int,
-    rate: float,
-    device: torch.device,
-    generator: torch.Generator | None = None,
-) -> Iterator[torch.Tensor]:
-    """Sorted flat positions (int64, in increasing chunks) where an i.i.d. Bernoulli(``rate``)
-    mask of ``numel`` elements is 1. Chunks keep the transient memory small on big tensors."""
+def iter_positions(
+    numel: int, rate: float, generator: torch.Generator | None = None
+) -> Iterator[np.ndarray]:
+    """Sorted flat positions (int64 numpy arrays, in increasing chunks) where an i.i.d.
+    Bernoulli(``rate``) mask of ``numel`` elements is 1, drawn from ``generator`` (torch's
+    default CPU generator if None). Chunks keep the transient memory small on big tensors.
+
+    The last chunk is a view of a per-thread scratch buffer: use it before the next call.
+    """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"rate must be in [0, 1), got rate={rate!r}")
     if rate == 0.0 or numel == 0:
         return
-    if device.type == "cpu":
-        seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
-        yield from _geometric_chunks(numel, rate, seed)
-        return
-    mask = torch.rand(numel, device=device, generator=generator) < rate
-    yield mask.nonzero().view(-1)
+    scale = 1.0 / math.log1p(-rate)
+    count = _chunk_size(numel, rate)
+    uniforms, gaps = _SCRATCH.take(count)
+    positions = gaps.numpy()
+    last = -1
+    while last < numel - 1:
+        uniforms.uniform_(TINY, 1.0 - rate, generator=generator).log_().mul_(scale)
+        if rate < _CLIP_BELOW_RATE:
+            uniforms.clamp_(max=numel + 1)
+        gaps.copy_(uniforms)
+        positions[0] += last
+        gaps.cumsum_(0)
+        last = int(positions[-1])
+        if last >= numel:
+            yield positions[: np.searchsorted(positions, numel)]
+        else:
+            yield positions.copy()
 
 
 def bernoulli_positions(
     numel: int,
     rate: float,
-    device: torch.device,
+    device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """All of :func:`iter_bernoulli_positions` in one tensor."""
-    chunks = list(iter_bernoulli_positions(numel, rate, device, generator))
-    return torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64, device=device)
+    """All the positions of :func:`iter_positions` in one int64 tensor on ``device``.
+
+    On an accelerator a dense ``torch.rand < rate`` is cheap and is used instead (its
+    ``nonzero`` synchronises with the host: for tests and benchmarks, never in a training step).
+    """
+    device = torch.device(device)
+    if device.type != "cpu":
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate must be in [0, 1), got rate={rate!r}")
+        mask = torch.rand(numel, device=device, generator=generator) < rate
+        return mask.nonzero().view(-1)
+    chunks = list(iter_positions(numel, rate, generator))
+    if not chunks:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.from_numpy(np.concatenate(chunks))

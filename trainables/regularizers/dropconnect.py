@@ -45,8 +45,9 @@ state saved at the forward (random numbers are drawn twice per step, the
 generator itself advances once).
 Gradients reach only the kept weights of each example:
 ``∂L/∂W = Σ_n M_n ⋆ (g_n v_nᵀ)``, ``∂L/∂v_n = (M_n ⋆ W)ᵀ g_n``. The training path
-is opaque to ``torch.compile`` (like Drop-Activation's), has no double backward
-and does not run under ``torch.func.vmap``.
+is opaque to ``torch.compile`` (a graph break around each layer: an in-graph form would keep
+every example's mask, ``N · out · in`` elements, for backward), has no double backward and
+does not run under ``torch.func.vmap``.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def _train_forward(
     elif generator.device.type != x.device.type:
         raise ValueError(f"generator is on {generator.device} but the input is on {x.device}")
     rows = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+    if rows.dtype != weight.dtype:  # autocast does not reach a custom Function: the weights' dtype
+        rows = rows.to(weight.dtype)
     out = _DropConnectFunction.apply(rows, weight, bias, p, generator, max_mask_elements)
     return out.reshape(*x.shape[:-1], weight.shape[0])
 

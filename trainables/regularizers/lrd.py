@@ -13,6 +13,9 @@ bit for bit (and skips the mask altogether).
 Only the outgoing step is masked, never the optimizer's state. Anything the
 base step does to a weight (coupled or decoupled weight decay included) moves
 with the mask. The cost is one copy of the parameters during the step.
+
+The masked update is :func:`keep_updates_`, plain tensor code that ``torch.compile`` traces
+whole (``fullgraph=True``), its masks then drawn from the device's default generator.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from trainables.methods import Grid, Interval, Knob, Method
 from ._wrapper import OptimizerWrapper, check_keep_probability
 
 
-def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor:
+def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     """A 0/1 mask shaped and typed like ``like``, each element 1 with probability ``p``.
 
     Returned in ``like``'s dtype: on CPU, float arithmetic with it is several
@@ -38,8 +41,12 @@ def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor
     (seeded by one draw of ``generator``, so the stream stays checkpointable):
     an element is kept when a uniform 32-bit word is below ``round(p * 2**32)``,
     a keep probability exact to 2**-33, finer than ``torch.rand`` (2**-24) and
-    about five times cheaper here, where drawing the mask is most of LRD's cost.
+    about five times cheaper here, where drawing the mask is most of LRD's cost. Elsewhere,
+    and under ``torch.compile`` on any device (dynamo traces no numpy and no ``Generator``:
+    there the default generator of the device draws), ``torch.rand < p``, exact to 2**-24.
     """
+    if torch.compiler.is_compiling():
+        return (torch.rand(like.shape, device=like.device) < p).to(like.dtype)
     if like.device.type != "cpu":
         return torch.rand(like.shape, device=like.device, generator=generator).lt_(p).to(like.dtype)
     seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
@@ -55,6 +62,26 @@ def bernoulli_mask(like: Tensor, p: float, generator: torch.Generator) -> Tensor
 
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+
+
+@torch.no_grad()
+def keep_updates_(
+    params: list[Tensor],
+    previous: list[Tensor],
+    p: float,
+    generators: list[torch.Generator] | None = None,
+) -> None:
+    """``W_t = W_{t-1} + D ∘ (W_base - W_{t-1})`` in place (Alg. 1, l. 9–12): each element of
+    each parameter keeps its base update with probability ``p``, else returns to ``previous``.
+
+    Plain tensor code: under ``torch.compile`` it traces whole (``fullgraph=True``), with the
+    masks drawn from each device's default generator (``generators`` must then be None). The
+    base optimizer's own step cannot be one graph: torch's optimizers insert graph breaks
+    around their step to switch grad mode.
+    """
+    for i, (param, before) in enumerate(zip(params, previous)):
+        keep = bernoulli_mask(param, p, None if generators is None else generators[i])
+        torch.lerp(before, param, keep, out=param)
 
 
 class LearningRateDropout(OptimizerWrapper):
@@ -76,9 +103,10 @@ class LearningRateDropout(OptimizerWrapper):
         params = list(self.trainable_params())
         previous = [p.detach().clone() for p in params]
         loss = self.optimizer.step(closure)
-        for param, before in zip(params, previous):
-            keep = bernoulli_mask(param, self.p, self.generators.for_device(param.device))
-            torch.lerp(before, param, keep, out=param)
+        generators = None
+        if not torch.compiler.is_compiling():
+            generators = [self.generators.for_device(p.device) for p in params]
+        keep_updates_(params, previous, self.p, generators)
         return loss
 
     def extra_repr(self) -> str:
@@ -107,7 +135,9 @@ class GradientDropout(OptimizerWrapper):
         if self.p < 1.0:
             for param in self.trainable_params():
                 if param.grad is not None:
-                    gen = self.generators.for_device(param.device)
+                    gen = None
+                    if not torch.compiler.is_compiling():
+                        gen = self.generators.for_device(param.device)
                     param.grad.mul_(bernoulli_mask(param.grad, self.p, gen))
         self.optimizer.step()
         return loss

@@ -6,6 +6,12 @@
 - :func:`disturb_labels`: "noisy label" (DisturbLabel, Xie et al. 2016): each
   training label of a batch is replaced with probability ``rate`` (0.05) by a
   class drawn uniformly from the other classes, afresh every batch.
+
+Under ``torch.compile``, :func:`disturb_labels` traces whole (``fullgraph=True``).
+:class:`GradientNoise` draws from the device's default generator there (dynamo traces no
+``Generator``), but its base step breaks the graph as every torch optimizer's does, and its
+annealed sigma_t is a new constant each step (a recompilation per step): it is for eager use,
+which is how the trainer runs optimizer steps.
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ class GradientNoise(OptimizerWrapper):
         std = self.noise_std(self.noise_step)
         for param in self.trainable_params():
             if param.grad is not None:
-                gen = self.generators.for_device(param.device)
+                gen = None
+                if not torch.compiler.is_compiling():
+                    gen = self.generators.for_device(param.device)
                 noise = torch.randn(
                     param.grad.shape, device=param.device, dtype=param.grad.dtype, generator=gen
                 )

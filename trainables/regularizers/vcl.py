@@ -10,10 +10,18 @@ unbiased sample variances and a learnable beta per neuron, averaged over the
 layer's neurons. :func:`vcl_penalty` sums the layers' losses; the trainer adds
 ``gamma * vcl_penalty(model)`` to the task loss and clips each layer's gradient
 with :func:`clip_grad_norm_per_layer_` (section 2.4).
+
+Cost. Both subsets' variances come from one contiguous two-pass reduction
+(:func:`_subset_ratio`), the loss's gradient is written out analytically and added to the 2n
+rows it touches (:class:`_RecordLoss`), statistics are float32 or wider whatever the
+activations' dtype (bfloat16 under autocast), and nothing is read back to the host. Under
+``torch.compile`` the same loss is recorded with plain autograd expressions, which trace whole.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 from typing import Literal
 
@@ -129,67 +137,93 @@ class VarianceConstancy(LazyModuleMixin, nn.Module):
                 f"VCL needs a batch of at least 2n = {2 * self.n} examples for n={self.n}, "
                 f"got batch size {x.shape[0]}"
             )
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
             self.last_loss = self.layer_loss(x)
             return x
-        out, self.last_loss = _RecordLoss.apply(x, self.raw_beta, self._head_loss, 2 * self.n)
+        out, self.last_loss = _RecordLoss.apply(
+            x, self.raw_beta, self.n, self._channel_wise(x), self.min_beta
+        )
         return out
 
     def layer_loss(self, x: Tensor) -> Tensor:
         """Eq. 17 averaged over this layer's neurons, on the first 2n examples of ``x``."""
-        return self._head_loss(x[: 2 * self.n], self.raw_beta)
+        ratio, _, _, _ = _subset_ratio(
+            x[: 2 * self.n], self.raw_beta, self.n, self._channel_wise(x), self.min_beta
+        )
+        return (1.0 - ratio).square().mean()
 
-    def _head_loss(self, head: Tensor, raw_beta: Tensor) -> Tensor:
-        var1, var2 = (self._sample_variance(s) for s in (head[: self.n], head[self.n :]))
-        beta = self.min_beta + F.softplus(raw_beta)
-        return (1.0 - var1 / (var2 + beta)).square().mean()
-
-    def _sample_variance(self, subset: Tensor) -> Tensor:
-        if self.per == "channel" and subset.dim() > 2:
-            per_channel = subset.transpose(0, 1).reshape(subset.shape[1], -1)
-            return per_channel.var(dim=1, unbiased=True)
-        return subset.var(dim=0, unbiased=True)
+    def _channel_wise(self, x: Tensor) -> bool:
+        return self.per == "channel" and x.dim() > 2
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, n={self.n}, beta_init={self.beta_init}, per={self.per!r}"
 
 
-class _RecordLoss(torch.autograd.Function):
-    """Identity on x that also returns the VCL loss of its first 2n examples.
+def _statistics_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
 
-    Autograd's own slicing would send the loss's gradient back as a dense
-    zero tensor the size of x plus a dense add; here backward copies the
-    incoming gradient once and adds the loss's gradient to the 2n rows it
-    touches (recomputed from a saved copy of those rows, which is small).
+
+def _subset_ratio(
+    head: Tensor, raw_beta: Tensor, n: int, channel_wise: bool, min_beta: float
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Eq. 17's ratio ``var(s1) / (var(s2) + beta)`` per neuron, from ``head`` = s1 then s2.
+
+    Both subsets in one pass: ``head`` viewed as (2, n, ...) is centred on each subset's mean
+    and the unbiased variances are the sums of squares over the subset (and, channel-wise,
+    over positions) divided by ``count`` = samples - 1. Two-pass, as accurate as
+    ``torch.var``, and unlike ``var`` over a leading dim of 2n rows, a contiguous reduction.
+    Statistics are taken in at least float32 (bfloat16 activations under autocast).
+    Returns (ratio, var(s2) + beta, the centred subsets, count).
+    """
+    pairs = head.to(_statistics_dtype(head.dtype)).unflatten(0, (2, n))
+    dims = (1, *range(3, pairs.dim())) if channel_wise else (1,)
+    count = math.prod([pairs.shape[d] for d in dims]) - 1
+    centred = pairs - pairs.mean(dims, keepdim=True)
+    var = centred.square().sum(dims) / count
+    denominator = var[1] + (min_beta + F.softplus(raw_beta))
+    return var[0] / denominator, denominator, centred, count
+
+
+class _RecordLoss(torch.autograd.Function):
+    """Identity on x that also returns the VCL loss (eq. 17) of its first 2n examples.
+
+    The gradient of the loss is written analytically: with ``r = v1 / (v2 + beta)``
+    averaged over M neurons, ``dL/dr = 2 (r - 1) / M``, ``dL/dv1 = dL/dr / (v2 + beta)``,
+    ``dL/dv2 = dL/dbeta = -dL/dr * r / (v2 + beta)``, ``dbeta/draw = sigmoid(raw)``, and
+    a variance's gradient to a sample is ``2 (x - mean) / count``. Backward copies the
+    incoming gradient once and adds this to the 2n rows only (autograd's slicing would
+    send back a dense zero tensor the size of x plus a dense add).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, raw_beta: Tensor, head_loss, rows: int):
+    def forward(ctx, x: Tensor, raw_beta: Tensor, n: int, channel_wise: bool, min_beta: float):
         ctx.set_materialize_grads(False)
-        head = x[:rows].detach().clone()
-        ctx.save_for_backward(head, raw_beta)
-        ctx.head_loss = head_loss
-        ctx.x_shape = x.shape
-        return x.view_as(x), head_loss(head, raw_beta)
+        ratio, denominator, centred, count = _subset_ratio(
+            x[: 2 * n].detach(), raw_beta.detach(), n, channel_wise, min_beta
+        )
+        ctx.save_for_backward(ratio, denominator, centred, raw_beta)
+        ctx.count, ctx.x_shape, ctx.dtype = count, x.shape, x.dtype
+        ctx.dims = (1, *range(3, centred.dim())) if channel_wise else (1,)
+        return x.view_as(x), (1.0 - ratio).square().mean().to(raw_beta.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor | None, grad_loss: Tensor | None):
-        head, raw_beta = ctx.saved_tensors
+        ratio, denominator, centred, raw_beta = ctx.saved_tensors
         if grad_loss is None:
-            return grad_out, None, None, None
-        with torch.enable_grad():
-            head = head.detach().requires_grad_()
-            beta = raw_beta.detach().requires_grad_()
-            grad_head, grad_beta = torch.autograd.grad(
-                ctx.head_loss(head, beta), (head, beta), grad_loss
-            )
+            return grad_out, None, None, None, None
+        grad_ratio = (ratio - 1.0) * (2.0 / ratio.numel()) * grad_loss
+        grad_var2 = -grad_ratio * ratio / denominator
+        grad_beta = (grad_var2 * torch.sigmoid(raw_beta)).to(raw_beta.dtype)
+        keep = [1 if d in ctx.dims else size for d, size in enumerate(centred.shape)]
+        grad_var = torch.stack((grad_ratio / denominator, grad_var2)).reshape(keep)
+        grad_head = (centred * grad_var * (2.0 / ctx.count)).flatten(0, 1).to(ctx.dtype)
         if grad_out is None:
-            grad_x = torch.zeros(ctx.x_shape, dtype=head.dtype, device=head.device)
+            grad_x = torch.zeros(ctx.x_shape, dtype=ctx.dtype, device=centred.device)
         else:
             grad_x = grad_out.clone()
-        grad_x[: head.shape[0]] += grad_head
-        return grad_x, grad_beta, None, None
+        grad_x[: grad_head.shape[0]] += grad_head
+        return grad_x, grad_beta, None, None, None
 
 
 def vcl_penalty(model: nn.Module) -> Tensor:
@@ -224,15 +258,20 @@ def clip_grad_norm_per_layer_(model: nn.Module, max_norm: float = 1.0) -> Tensor
         return torch.zeros(0)
     grads = [g for layer in layers for g in layer]
     tensor_norms = torch.stack(torch._foreach_norm(grads))
-    owner = torch.repeat_interleave(
-        torch.arange(len(layers), device=tensor_norms.device),
-        torch.tensor([len(layer) for layer in layers], device=tensor_norms.device),
-    )
+    owner = _layer_owner(tuple(len(layer) for layer in layers), tensor_norms.device)
     squares = torch.zeros(len(layers), dtype=tensor_norms.dtype, device=tensor_norms.device)
     norms = squares.index_add_(0, owner, tensor_norms.square()).sqrt_()
     scale = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
     torch._foreach_mul_(grads, list(scale[owner].unbind()))
     return norms
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_owner(sizes: tuple[int, ...], device: torch.device) -> Tensor:
+    """Which layer each gradient tensor belongs to, built once per model and device: building
+    it from a host list every step would copy to the device and wait for it."""
+    counts = torch.tensor(sizes)
+    return torch.repeat_interleave(torch.arange(len(sizes)), counts).to(device)
 
 
 def _vcl_layer(

@@ -1,0 +1,379 @@
+"""What a sweep costs beyond its trainings: `study sweep` against a plain two-process loop.
+
+    python -m benchmarks.sweep [--rounds 2] [--quick] [--out FILE.md]
+
+Each round runs, in rotating order, (a) `study sweep` on the embedded main job (`make run`'s:
+the Drop-Activation p-grid on digits, 9 p x 3 seeds, 8 epochs; `--quick`: one seed, 3 epochs),
+as its own process with its own MLflow store and Ray storage in a temporary directory, and
+(b) a plain loop over the same trial configs: one process running them through
+``trainables.train.fit`` two at a time (``multiprocessing``, spawn), which is the least any
+tool could spend. Rows (medians over rounds; the range in the setup column):
+
+- sweep wall / plain wall, and useful compute / wall for both: the trials' own time (Ray's
+  ``time_total_s``; the time inside ``fit`` for the plain loop) over 2 x wall;
+- the sweep's fixed overhead: from the command's start to the first trial's first training
+  iteration, and from the last trial's last iteration to the process's exit;
+- the gap between two trials on one Ray worker (the end of one trial's last training iteration
+  to the start of the next trial's first), and a worker's idle time between a trial's epochs;
+- peak RSS (``VmHWM``) of a trial worker against a plain loop's worker.
+
+Worker-side times come from a probe (``benchmarks/_probe/sitecustomize.py``) that times each
+of Tune's training iterations in the trial workers: Tune's results carry whole seconds only.
+Shared machines drift, so the rows that matter are ratios measured side by side; absolute
+seconds are given for scale, and the load average at the start says how loaded the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).resolve().parent / "_probe"
+SLOTS = 2  # the main job's max_concurrent, and the plain loop's processes
+QUICK = {"budget.repeats": 1, "budget.epochs": 2}
+DATA = ROOT / "data"  # where `make run` keeps its datasets
+
+Row = tuple[str, str, float, tuple[str, float] | None]
+
+
+@dataclass
+class Sweep:
+    wall: float
+    to_first: float
+    after_last: float
+    useful: float
+    gaps: list[float]
+    epoch_idle: list[float]
+    hwm_kib: list[int]
+
+
+@dataclass
+class Plain:
+    wall: float
+    to_first: float
+    after_last: float
+    useful: float
+    hwm_kib: list[int]
+
+
+# ---- the plain loop: run in its own process (`--plain CONFIGS RESULT`) ------------------------
+
+
+def _import_trainer() -> None:
+    import trainables.train  # noqa: F401  (imported before the clock of the first trial starts)
+
+
+def _plain_trial(values: dict[str, Any]) -> dict[str, Any]:
+    """One training, as a plain process runs it; its time inside ``fit`` and the peak RSS."""
+    from trainables.config import TrainConfig
+    from trainables.train import fit
+
+    start = time.time()
+    for _ in fit(TrainConfig.from_dict(values)):
+        pass
+    end = time.time()
+    return {"pid": os.getpid(), "start": start, "end": end, **_memory_kib()}
+
+
+def _memory_kib() -> dict[str, int]:
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":", 1)
+                fields[key] = int(value.split()[0])
+    return fields
+
+
+def plain_main(configs_path: str, result_path: str) -> None:
+    import multiprocessing
+
+    configs = json.loads(Path(configs_path).read_text())
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(SLOTS, initializer=_import_trainer) as pool:
+        trials = list(pool.imap_unordered(_plain_trial, configs, chunksize=1))
+    Path(result_path).write_text(json.dumps(trials))
+
+
+# ---- the driver ---------------------------------------------------------------------------------
+
+
+def main_job(overrides: dict[str, Any]):
+    """The embedded main job's spec, with ``overrides`` and the repository's data directory."""
+    from importlib import resources
+
+    import yaml
+
+    from study.cli import MAIN_JOB
+    from study.spec import build_spec
+
+    values = yaml.safe_load(resources.files("study").joinpath(MAIN_JOB).read_text())
+    return build_spec(values, {**overrides, "train.data_dir": str(DATA)})
+
+
+def trial_configs(spec) -> list[dict[str, Any]]:
+    """The spec's training configs, in the order Ray starts its trials."""
+    from search_spaces import get_space
+    from study.trials import grid_trial_configs
+    from trainables.trial_config import training_values
+
+    return [training_values(c)[0] for c in grid_trial_configs(spec, get_space(spec.space))]
+
+
+def _flags(overrides: dict[str, Any]) -> list[str]:
+    names = {"budget.repeats": "--repeats", "budget.epochs": "--epochs"}
+    names["train.data_dir"] = "--data-dir"
+    return [part for key, value in overrides.items() for part in (names[key], str(value))]
+
+
+def run_sweep(overrides: dict[str, Any], work: Path) -> Sweep:
+    """`study sweep` as `make run` runs it, in a fresh process, storage and store under ``work``."""
+    probe = work / "probe"
+    probe.mkdir(parents=True)
+    env = dict(os.environ, REGSTUDY_SWEEP_PROBE=str(probe))
+    env.setdefault("RAY_worker_niceness", "0")  # as the plain loop: background load yields to both
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")]))
+    command = [
+        sys.executable,
+        "-m",
+        "study",
+        "sweep",
+        "--overwrite",
+        "--tracking-uri",
+        f"sqlite:///{work}/mlruns.db",
+        "--storage-path",
+        str(work / "ray_results"),
+        *_flags({**overrides, "train.data_dir": DATA}),
+    ]
+    with open(work / "sweep.log", "w") as log:
+        start = time.time()
+        done = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        end = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"study sweep exited {done.returncode}: see {work / 'sweep.log'}")
+    calls = [json.loads(line) for f in probe.glob("*.jsonl") for line in f.read_text().splitlines()]
+    if not calls:
+        raise RuntimeError("the probe saw no training iteration: was PYTHONPATH passed on?")
+    gaps, idle = _gaps(calls)
+    totals = []
+    for result in (work / "ray_results").glob("*/*/result.json"):
+        lines = result.read_text().splitlines()
+        totals.append(max(json.loads(line)["time_total_s"] for line in lines))
+    hwm: dict[int, int] = {}
+    for call in calls:
+        hwm[call["pid"]] = max(hwm.get(call["pid"], 0), call["VmHWM"])
+    return Sweep(
+        wall=end - start,
+        to_first=min(c["start"] for c in calls) - start,
+        after_last=end - max(c["end"] for c in calls),
+        useful=sum(totals) / (SLOTS * (end - start)),
+        gaps=gaps,
+        epoch_idle=idle,
+        hwm_kib=list(hwm.values()),
+    )
+
+
+def _gaps(calls: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per worker, in time order: the idle time where one trial's iterations end and the next
+    trial's begin (between trials), and between two iterations of one trial (between epochs)."""
+    between, within = [], []
+    for pid in {c["pid"] for c in calls}:
+        mine = sorted((c for c in calls if c["pid"] == pid), key=lambda c: c["start"])
+        for before, after in itertools.pairwise(mine):
+            idle = after["start"] - before["end"]
+            (within if before["trial"] == after["trial"] else between).append(idle)
+    return between, within
+
+
+def run_plain(configs: list[dict[str, Any]], work: Path) -> Plain:
+    work.mkdir(parents=True)
+    configs_path, result_path = work / "configs.json", work / "trials.json"
+    configs_path.write_text(json.dumps(configs))
+    command = [sys.executable, "-m", "benchmarks.sweep", "--plain", str(configs_path)]
+    command.append(str(result_path))
+    start = time.time()
+    subprocess.run(command, cwd=ROOT, check=True)
+    end = time.time()
+    trials = json.loads(result_path.read_text())
+    hwm: dict[int, int] = {}
+    for trial in trials:
+        hwm[trial["pid"]] = max(hwm.get(trial["pid"], 0), trial["VmHWM"])
+    return Plain(
+        wall=end - start,
+        to_first=min(t["start"] for t in trials) - start,
+        after_last=end - max(t["end"] for t in trials),
+        useful=sum(t["end"] - t["start"] for t in trials) / (SLOTS * (end - start)),
+        hwm_kib=list(hwm.values()),
+    )
+
+
+def measure(rounds: int, overrides: dict[str, Any]) -> tuple[list[Sweep], list[Plain]]:
+    configs = trial_configs(main_job(overrides))
+    sweeps: list[Sweep] = []
+    plains: list[Plain] = []
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        for r in range(rounds):
+            order = ["sweep", "plain"] if r % 2 == 0 else ["plain", "sweep"]
+            for which in order:
+                work = Path(tmp) / f"{which}-{r}"
+                if which == "sweep":
+                    sweeps.append(run_sweep(overrides, work))
+                    print(f"round {r + 1}: sweep {sweeps[-1].wall:.1f} s", file=sys.stderr)
+                else:
+                    plains.append(run_plain(configs, work))
+                    print(f"round {r + 1}: plain {plains[-1].wall:.1f} s", file=sys.stderr)
+    return sweeps, plains
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    if len(values) < 2:
+        return ""
+    return f" (range {min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def _row(name: str, setup: str, values: list[float], goal=None, digits: int = 2) -> Row:
+    """A row: the median of ``values``, their range in the setup column."""
+    return (name, setup + _spread(values, digits), _median(values), goal)
+
+
+def rows(sweeps: list[Sweep], plains: list[Plain], spec) -> list[Row]:
+    trials = len(trial_configs(spec))
+    job = f"{spec.name}: {trials} trainings × {spec.budget.epochs} epochs, {SLOTS} at a time"
+    gaps = [g for s in sweeps for g in s.gaps]
+    idle = [g for s in sweeps for g in s.epoch_idle]
+    worker = [max(s.hwm_kib) / 2**20 for s in sweeps]
+    plain = [max(p.hwm_kib) / 2**20 for p in plains]
+    return [
+        _row(
+            "sweep wall / plain-loop wall",
+            job,
+            [s.wall / p.wall for s, p in zip(sweeps, plains)],
+            digits=3,
+        ),
+        _row(
+            "useful compute / wall, sweep",
+            "Σ trials' time_total_s / (2 × wall)",
+            [s.useful for s in sweeps],
+            ("≥", 0.85),
+            3,
+        ),
+        _row(
+            "useful compute / wall, plain loop",
+            "Σ time inside fit / (2 × wall)",
+            [p.useful for p in plains],
+            digits=3,
+        ),
+        _row(
+            "fixed overhead per sweep, s",
+            "start → first trial, last trial → exit",
+            [s.to_first + s.after_last for s in sweeps],
+            ("≤", 10.0),
+        ),
+        _row("  start → first trial's first iteration, s", "sweep", [s.to_first for s in sweeps]),
+        _row(
+            "  last trial's last iteration → exit, s",
+            "sweep, best table and curve included",
+            [s.after_last for s in sweeps],
+        ),
+        _row(
+            "plain loop: start → first trial, s",
+            "process, pool, imports",
+            [p.to_first for p in plains],
+        ),
+        _row("plain loop: last trial → exit, s", "", [p.after_last for p in plains]),
+        _row("gap between trials on a worker, s (median)", f"{len(gaps)} gaps", gaps, ("≤", 0.2)),
+        (
+            "gap between trials on a worker, s (90th pct)",
+            f"{len(gaps)} gaps",
+            _quantile(gaps, 0.9),
+            None,
+        ),
+        _row("worker idle between a trial's epochs, s (median)", f"{len(idle)} epochs", idle),
+        _row(
+            "trial worker peak RSS / plain process peak RSS",
+            "VmHWM, largest worker",
+            [w / p for w, p in zip(worker, plain)],
+            ("≤", 1.10),
+            3,
+        ),
+        _row("trial worker peak RSS, GiB", "VmHWM", worker),
+        _row("plain process peak RSS, GiB", "VmHWM", plain),
+    ]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def machine() -> str:
+    import ray
+    import torch
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, ray {ray.__version__}; load average at the start {load}."
+    )
+
+
+def render(rows: list[Row], header: str, rounds: int, quick: bool) -> str:
+    what = "quick (1 seed, 2 epochs)" if quick else "the main job as `make run` runs it"
+    lines = [
+        header,
+        f"{rounds} rounds, sweep and plain loop interleaved; {what}. Medians over rounds.",
+        "",
+        "| what | setup | measured | goal |",
+        "|---|---|---|---|",
+    ]
+    for name, setup, value, goal in rows:
+        verdict = ""
+        if goal is not None:
+            op, target = goal
+            ok = value <= target if op == "≤" else value >= target
+            verdict = f"{op} {target:g} {'met' if ok else 'missed'}"
+        lines.append(f"| {name} | {setup} | {value:.3f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=None, help="default 2 (quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs")
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+    parser.add_argument("--plain", nargs=2, metavar=("CONFIGS", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain:
+        plain_main(*args.plain)
+        return 0
+    rounds = args.rounds or (1 if args.quick else 2)
+    overrides = dict(QUICK) if args.quick else {}
+    header = machine()
+    sweeps, plains = measure(rounds, overrides)
+    table = render(rows(sweeps, plains, main_job(overrides)), header, rounds, args.quick)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

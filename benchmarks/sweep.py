@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,8 @@ class Sweep:
     gaps: list[float]
     epoch_idle: list[float]
     hwm_kib: list[int]
+    cpu: float  # CPU seconds of the whole process tree
+    epoch_time: float  # Σ the trainer's own epoch_time
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Plain:
     after_last: float
     useful: float
     hwm_kib: list[int]
+    cpu: float
+    epoch_time: float
 
 
 # ---- the plain loop: run in its own process (`--plain CONFIGS RESULT`) ------------------------
@@ -81,10 +86,15 @@ def _plain_trial(values: dict[str, Any]) -> dict[str, Any]:
     from trainables.train import fit
 
     start = time.time()
-    for _ in fit(TrainConfig.from_dict(values)):
-        pass
+    epoch_time = sum(report.metrics["epoch_time"] for report in fit(TrainConfig.from_dict(values)))
     end = time.time()
-    return {"pid": os.getpid(), "start": start, "end": end, **_memory_kib()}
+    return {
+        "pid": os.getpid(),
+        "start": start,
+        "end": end,
+        "epoch_time": epoch_time,
+        **_memory_kib(),
+    }
 
 
 def _memory_kib() -> dict[str, int]:
@@ -132,6 +142,12 @@ def trial_configs(spec) -> list[dict[str, Any]]:
     return [training_values(c)[0] for c in grid_trial_configs(spec, get_space(spec.space))]
 
 
+def _children_cpu() -> float:
+    """CPU seconds of every descendant reaped so far (Ray's processes are reaped by theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _flags(overrides: dict[str, Any]) -> list[str]:
     names = {"budget.repeats": "--repeats", "budget.epochs": "--epochs"}
     names["train.data_dir"] = "--data-dir"
@@ -158,19 +174,20 @@ def run_sweep(overrides: dict[str, Any], work: Path) -> Sweep:
         *_flags({**overrides, "train.data_dir": DATA}),
     ]
     with open(work / "sweep.log", "w") as log:
-        start = time.time()
+        cpu, start = _children_cpu(), time.time()
         done = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-        end = time.time()
+        end, cpu = time.time(), _children_cpu() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"study sweep exited {done.returncode}: see {work / 'sweep.log'}")
     calls = [json.loads(line) for f in probe.glob("*.jsonl") for line in f.read_text().splitlines()]
     if not calls:
         raise RuntimeError("the probe saw no training iteration: was PYTHONPATH passed on?")
     gaps, idle = _gaps(calls)
-    totals = []
+    totals, epoch_time = [], 0.0
     for result in (work / "ray_results").glob("*/*/result.json"):
-        lines = result.read_text().splitlines()
-        totals.append(max(json.loads(line)["time_total_s"] for line in lines))
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        totals.append(max(row["time_total_s"] for row in rows))
+        epoch_time += sum(row.get("epoch_time", 0.0) for row in rows)
     hwm: dict[int, int] = {}
     for call in calls:
         hwm[call["pid"]] = max(hwm.get(call["pid"], 0), call["VmHWM"])
@@ -182,6 +199,8 @@ def run_sweep(overrides: dict[str, Any], work: Path) -> Sweep:
         gaps=gaps,
         epoch_idle=idle,
         hwm_kib=list(hwm.values()),
+        cpu=cpu,
+        epoch_time=epoch_time,
     )
 
 
@@ -203,9 +222,11 @@ def run_plain(configs: list[dict[str, Any]], work: Path) -> Plain:
     configs_path.write_text(json.dumps(configs))
     command = [sys.executable, "-m", "benchmarks.sweep", "--plain", str(configs_path)]
     command.append(str(result_path))
-    start = time.time()
-    subprocess.run(command, cwd=ROOT, check=True)
-    end = time.time()
+    # the thread count Ray gives a one-CPU trial's process (torch's own is the config's)
+    env = dict(os.environ, OMP_NUM_THREADS=str(configs[0].get("num_threads") or 1))
+    cpu, start = _children_cpu(), time.time()
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    end, cpu = time.time(), _children_cpu() - cpu
     trials = json.loads(result_path.read_text())
     hwm: dict[int, int] = {}
     for trial in trials:
@@ -216,6 +237,8 @@ def run_plain(configs: list[dict[str, Any]], work: Path) -> Plain:
         after_last=end - max(t["end"] for t in trials),
         useful=sum(t["end"] - t["start"] for t in trials) / (SLOTS * (end - start)),
         hwm_kib=list(hwm.values()),
+        cpu=cpu,
+        epoch_time=sum(t["epoch_time"] for t in trials),
     )
 
 
@@ -280,6 +303,18 @@ def rows(sweeps: list[Sweep], plains: list[Plain], spec) -> list[Row]:
             digits=3,
         ),
         _row(
+            "CPU seconds, sweep / plain loop",
+            "every process of each, Ray's included",
+            [s.cpu / p.cpu for s, p in zip(sweeps, plains)],
+            digits=3,
+        ),
+        _row(
+            "training epochs' time, sweep / plain loop",
+            "Σ the trainer's epoch_time: the same compute?",
+            [s.epoch_time / p.epoch_time for s, p in zip(sweeps, plains)],
+            digits=3,
+        ),
+        _row(
             "fixed overhead per sweep, s",
             "start → first trial, last trial → exit",
             [s.to_first + s.after_last for s in sweeps],
@@ -328,17 +363,21 @@ def machine() -> str:
     import ray
     import torch
 
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
         f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, ray {ray.__version__}; load average at the start {load}."
+        f"torch {torch.__version__}, ray {ray.__version__}; load average (1, 5, 15 min) at the "
+        f"start {_load()}"
     )
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def render(rows: list[Row], header: str, rounds: int, quick: bool) -> str:
     what = "quick (1 seed, 2 epochs)" if quick else "the main job as `make run` runs it"
     lines = [
-        header,
+        f"{header}, at the end {_load()}.",
         f"{rounds} rounds, sweep and plain loop interleaved; {what}. Medians over rounds.",
         "",
         "| what | setup | measured | goal |",

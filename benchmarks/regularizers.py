@@ -11,7 +11,7 @@ it (see ``_timing.py``); on CUDA, wall clock.
 CPU rows:
 
 - Drop-Activation (p = 0.95) vs ReLU on the p-grid net at the benchmark's shapes (batch 128,
-  3x32x32) and at the main job's (digits 1x8x8, batch 64; also p = 0.6, the grid's other end),
+  3x32x32) and at the main job's (MNIST 1x28x28, batch 64; also p = 0.6, the grid's other end),
   beside a naive ``rand_like`` + ``where`` Drop-Activation and ``nn.RReLU(1/8, 1/3)``; peak
   training memory (exact peak tensor bytes of a whole step, ``_memory.py``) and bytes saved
   for backward, also on an all-zero input; where Drop-Activation's extra time goes.
@@ -54,7 +54,11 @@ from ._timing import Timing, interleaved
 # what, setup, measured (the verdict's clock), wall-clock ratio (CPU rows), goal
 Row = tuple[str, str, float, float | None, float | None]
 PGRID = {"shape": (3, 32, 32), "batch": 128, "label": "p-grid net, batch 128, 3x32x32"}
-MAIN_JOB = {"shape": (1, 8, 8), "batch": 64, "label": "main job: p-grid net, digits 8x8, batch 64"}
+MAIN_JOB = {
+    "shape": (1, 28, 28),
+    "batch": 64,
+    "label": "main job: p-grid net, MNIST 28x28, batch 64",
+}
 
 
 class NaiveDropActivation(nn.Module):

@@ -4,9 +4,9 @@
 the ``study sweep`` it times, so every process of that sweep (Ray's trial workers included, which
 inherit the driver's environment) runs this file as it starts. In the process that imports
 Tune's ``Trainable`` (a trial worker) it times each ``Trainable.train`` call (one training
-iteration, Tune's unit of work) and notes the process's RSS and peak RSS: one JSON line per call
-in ``$REGSTUDY_SWEEP_PROBE/<pid>.jsonl``. Tune's own results carry whole-second timestamps; the
-gaps measured here are tenths of a second. Anywhere else it does nothing.
+iteration, Tune's unit of work) and notes the process's CPU seconds so far, RSS and peak RSS:
+one JSON line per call in ``$REGSTUDY_SWEEP_PROBE/<pid>.jsonl``. Tune's own results carry
+whole-second timestamps; the gaps measured here are tenths of a second. Elsewhere it does nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ if _DIR:
             finally:
                 end = time.time()
                 record = {"pid": os.getpid(), "trial": self.trial_id, "start": start, "end": end}
+                record["cpu"] = time.process_time()
                 record.update(_memory_kib())
                 with open(os.path.join(_DIR, f"{os.getpid()}.jsonl"), "a") as out:
                     out.write(json.dumps(record) + "\n")

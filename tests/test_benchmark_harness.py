@@ -1,0 +1,75 @@
+"""The benchmarks' own arithmetic: how gaps, CPU seconds and ratios are derived from what the
+probes record. The benchmarks' numbers are only as good as these."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from benchmarks import loader, make_run, packing, sweep
+from trainables.data import Split
+
+
+def _call(pid: int, trial: str, start: float, end: float, cpu: float) -> dict:
+    return {"pid": pid, "trial": trial, "start": start, "end": end, "cpu": cpu}
+
+
+def test_gaps_split_between_trials_and_between_epochs_per_worker():
+    calls = [
+        _call(1, "a", 0.0, 1.0, 1.0),
+        _call(1, "a", 1.25, 2.0, 2.0),  # epoch gap 0.25
+        _call(1, "b", 2.5, 3.0, 3.0),  # trial gap 0.5
+        _call(2, "c", 0.0, 4.0, 4.0),  # another worker: no gap with worker 1
+        _call(2, "d", 4.125, 5.0, 5.0),  # trial gap 0.125
+    ]
+    between, within = sweep._gaps(list(reversed(calls)))
+    assert sorted(between) == [0.125, 0.5]
+    assert within == [0.25]
+
+
+def test_workers_cpu_is_each_process_clock_at_its_last_record():
+    calls = [_call(1, "a", 0, 1, 3.0), _call(1, "b", 1, 2, 7.5), _call(2, "c", 0, 1, 2.0)]
+    assert sweep._workers_cpu(calls) == pytest.approx(9.5)
+
+
+def test_sweep_render_marks_goals_met_and_missed():
+    rows = [("a", "s", 0.9, ("≥", 0.85)), ("b", "s", 12.0, ("≤", 10.0)), ("c", "s", 1.0, None)]
+    table = sweep.render(rows, "header", 1, quick=True)
+    assert "| a | s | 0.900 | ≥ 0.85 met |" in table
+    assert "| b | s | 12.000 | ≤ 10 missed |" in table
+    assert "| c | s | 1.000 |  |" in table
+
+
+def test_make_run_render_ratios_against_the_base(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "main_job.yaml").write_text("# old\nname: pgrid-digits\n")
+    walls = {"base": [100.0, 120.0], "head": [55.0, 65.0], "head code, base job": [90.0, 110.0]}
+    table = make_run.render(walls, "abc123", tmp_path, "1.0")
+    assert (
+        "| `make run`'s sweep at abc123 | pgrid-digits (range 100–120) | 110.0 | 1.000 |" in table
+    )
+    assert "| 60.0 | 0.545 |" in table
+    assert "| this code on the base job | pgrid-digits (range 90–110) | 100.0 | 0.909 |" in table
+
+
+def test_loader_rows_interleave_both_loaders_and_give_their_ratio():
+    generator = torch.Generator().manual_seed(0)
+    split = Split(
+        torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 10, (64,), generator=generator),
+    )
+    args = argparse.Namespace(
+        no_model=True, augment=["none"], batch_size=16, workers=0, batches=6
+    )  # 6 batches over a 4-batch epoch: the timer starts a new epoch by itself
+    rows = loader.loader_rows(split, [0.5] * 3, [0.25] * 3, args, torch.device("cpu"))
+    values = {what: value for what, _, value in rows}
+    assert values["DeviceLoader / TorchLoader throughput"] == pytest.approx(
+        values["DeviceLoader samples/s"] / values["TorchLoader samples/s"]
+    )
+    assert all(value > 0 for value in values.values())
+
+
+def test_packing_runs_its_processes_together_and_reports_a_rate():
+    assert packing.throughput("cpu", 2, 1) > 0

@@ -18,6 +18,7 @@ from torch import nn
 
 from trainables.data import DatasetSplits, DeviceLoader, Split, TorchLoader, load_dataset
 
+from ._output import emit
 from ._timing import interleaved
 
 AUGMENTS = {
@@ -137,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for what, setup, value in loader_rows(split, mean, std, args, device):
         lines.append(f"| {what} | {setup} | {value:.{3 if 'throughput' in what else 0}f} |")
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
+    emit(table, args.out)
     return 0
 
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._output import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"  # where `make run` keeps its datasets
 MAIN_JOB = Path("study/main_job.yaml")
@@ -123,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             table = render(walls, args.base, base, load)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    emit(table, args.out)
     return 0
 
 

@@ -20,7 +20,8 @@ import multiprocessing
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from ._output import emit
 
 BATCH = 128
 SHAPE = (3, 32, 32)
@@ -98,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {args.trials} packed / 1 trial throughput | {setup} | {packed / alone:.3f} |",
         ]
     )
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    emit(table, args.out)
     return 0
 
 

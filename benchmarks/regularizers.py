@@ -49,6 +49,7 @@ from trainables.regularizers._sampling import iter_positions
 from trainables.runtime import forward_and_loss
 
 from ._memory import peak_tensor_bytes
+from ._output import emit
 from ._timing import Timing, interleaved
 
 # what, setup, measured (the verdict's clock), wall-clock ratio (CPU rows), goal
@@ -415,10 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         rows += paper_rows(device, args.rounds)
     table = render(rows, device, clock)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
+    emit(table, args.out)
     return 0
 
 

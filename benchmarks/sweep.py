@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._output import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "_probe"
 SLOTS = 2  # the main job's max_concurrent, and the plain loop's processes
@@ -82,6 +84,7 @@ def _import_trainer() -> None:
 
 def _plain_trial(values: dict[str, Any]) -> dict[str, Any]:
     """One training, as a plain process runs it; its time inside ``fit`` and the peak RSS."""
+    from benchmarks._probe.sitecustomize import memory_kib
     from trainables.config import TrainConfig
     from trainables.train import fit
 
@@ -94,18 +97,8 @@ def _plain_trial(values: dict[str, Any]) -> dict[str, Any]:
         "end": end,
         "cpu": time.process_time(),
         "epoch_time": epoch_time,
-        **_memory_kib(),
+        **memory_kib(),
     }
-
-
-def _memory_kib() -> dict[str, int]:
-    fields = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                key, value = line.split(":", 1)
-                fields[key] = int(value.split()[0])
-    return fields
 
 
 def plain_main(configs_path: str, result_path: str) -> None:
@@ -143,13 +136,18 @@ def trial_configs(spec) -> list[dict[str, Any]]:
     return [training_values(c)[0] for c in grid_trial_configs(spec, get_space(spec.space))]
 
 
+def _per_process_max(records: list[dict[str, Any]], key: str) -> list[float]:
+    """The largest ``key`` each process recorded (its peak RSS, or its CPU clock at its end)."""
+    largest: dict[int, float] = {}
+    for record in records:
+        largest[record["pid"]] = max(largest.get(record["pid"], 0), record[key])
+    return list(largest.values())
+
+
 def _workers_cpu(calls: list[dict[str, Any]]) -> float:
     """CPU seconds of the processes that trained, each up to the end of its last trial: a
     process's CPU clock at its latest record, summed over processes."""
-    latest: dict[int, float] = {}
-    for call in calls:
-        latest[call["pid"]] = max(latest.get(call["pid"], 0.0), call["cpu"])
-    return sum(latest.values())
+    return sum(_per_process_max(calls, "cpu"))
 
 
 def _flags(overrides: dict[str, Any]) -> list[str]:
@@ -192,9 +190,6 @@ def run_sweep(overrides: dict[str, Any], work: Path) -> Sweep:
         rows = [json.loads(line) for line in result.read_text().splitlines()]
         totals.append(max(row["time_total_s"] for row in rows))
         epoch_time += sum(row.get("epoch_time", 0.0) for row in rows)
-    hwm: dict[int, int] = {}
-    for call in calls:
-        hwm[call["pid"]] = max(hwm.get(call["pid"], 0), call["VmHWM"])
     return Sweep(
         wall=end - start,
         to_first=min(c["start"] for c in calls) - start,
@@ -202,7 +197,7 @@ def run_sweep(overrides: dict[str, Any], work: Path) -> Sweep:
         useful=sum(totals) / (SLOTS * (end - start)),
         gaps=gaps,
         epoch_idle=idle,
-        hwm_kib=list(hwm.values()),
+        hwm_kib=_per_process_max(calls, "VmHWM"),
         cpu=_workers_cpu(calls),
         epoch_time=epoch_time,
     )
@@ -232,15 +227,12 @@ def run_plain(configs: list[dict[str, Any]], work: Path) -> Plain:
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     end = time.time()
     trials = json.loads(result_path.read_text())
-    hwm: dict[int, int] = {}
-    for trial in trials:
-        hwm[trial["pid"]] = max(hwm.get(trial["pid"], 0), trial["VmHWM"])
     return Plain(
         wall=end - start,
         to_first=min(t["start"] for t in trials) - start,
         after_last=end - max(t["end"] for t in trials),
         useful=sum(t["end"] - t["start"] for t in trials) / (SLOTS * (end - start)),
-        hwm_kib=list(hwm.values()),
+        hwm_kib=_per_process_max(trials, "VmHWM"),
         cpu=_workers_cpu(trials),
         epoch_time=sum(t["epoch_time"] for t in trials),
     )
@@ -412,9 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     header = machine()
     sweeps, plains = measure(rounds, overrides)
     table = render(rows(sweeps, plains, main_job(overrides)), header, rounds, args.quick)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    emit(table, args.out)
     return 0
 
 

@@ -17,20 +17,24 @@ import sys
 _DIR = os.environ.get("REGSTUDY_SWEEP_PROBE")
 _TARGET = "ray.tune.trainable.trainable"
 
+
+def memory_kib() -> dict[str, int]:
+    """This process's RSS and peak RSS (``VmRSS``, ``VmHWM``) in KiB; ``benchmarks.sweep``'s
+    plain loop reads its processes with it too."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":", 1)
+                fields[key] = int(value.split()[0])
+    return fields
+
+
 if _DIR:
     import importlib.abc
     import importlib.machinery
     import json
     import time
-
-    def _memory_kib() -> dict[str, int]:
-        fields = {}
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("VmHWM:", "VmRSS:")):
-                    key, value = line.split(":", 1)
-                    fields[key] = int(value.split()[0])
-        return fields
 
     def _patch(module) -> None:
         original = module.Trainable.train
@@ -43,7 +47,7 @@ if _DIR:
                 end = time.time()
                 record = {"pid": os.getpid(), "trial": self.trial_id, "start": start, "end": end}
                 record["cpu"] = time.process_time()
-                record.update(_memory_kib())
+                record.update(memory_kib())
                 with open(os.path.join(_DIR, f"{os.getpid()}.jsonl"), "a") as out:
                     out.write(json.dumps(record) + "\n")
 

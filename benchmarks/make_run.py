@@ -59,10 +59,9 @@ def timed(tree: Path, work: Path, spec: Path | None) -> float:
 
 
 def job_name(tree: Path) -> str:
-    for line in (tree / MAIN_JOB).read_text().splitlines():
-        if line.startswith("name:"):
-            return line.split(":", 1)[1].strip()
-    return "?"
+    import yaml
+
+    return yaml.safe_load((tree / MAIN_JOB).read_text())["name"]
 
 
 def measure(base: Path, rounds: int, tmp: Path) -> dict[str, list[float]]:

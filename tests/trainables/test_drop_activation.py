@@ -1,4 +1,8 @@
-"""Drop-Activation against the paper's eq. 3–5 (papers.md, Drop-Activation)."""
+"""Drop-Activation against the paper's eq. 3–5 (papers.md, Drop-Activation).
+
+Every test here runs twice on the CPU: with the compiled forward kernel and with its numpy
+fallback (the same draws, so the same results bit for bit).
+"""
 
 import math
 
@@ -9,9 +13,19 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from trainables.regularizers import DropActivation, drop_activation
+from trainables.regularizers import DropActivation, _native, drop_activation
 from trainables.regularizers._sampling import bernoulli_positions
 from trainables.regularizers.drop_activation import _save_exact_zeros, _unpack_bits
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def cpu_path(request, monkeypatch):
+    """Which CPU forward runs: the compiled kernel, or the numpy path it falls back to."""
+    if request.param == "numpy":
+        monkeypatch.setenv(_native.DISABLE_ENV, "0")
+    elif not _native.available():
+        pytest.skip("the compiled kernel did not build here (see the RuntimeWarning)")
+    return request.param
 
 
 def negative_inputs(n: int, seed: int = 0) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 import trainables.regularizers._sampling as sampling
-from trainables.regularizers import drop_activation
+from trainables.regularizers import _native, drop_activation
 from trainables.regularizers._sampling import bernoulli_positions
 
 da = sys.modules["trainables.regularizers.drop_activation"]
@@ -34,6 +34,7 @@ def test_slab_by_slab_copy_back_is_bit_identical_to_the_sampler(monkeypatch, inp
     """A tensor of 25 slabs (slab shrunk to 1000 elements): the output is relu(x) with exactly
     the sampler's positions copied from x, and the gradient is 1 exactly at identity or x > 0
     (exact zeros every 7th element, so identity zeros fall in every slab)."""
+    monkeypatch.setenv(_native.DISABLE_ENV, "0")  # the numpy path is the one with slabs
     monkeypatch.setattr(da, "SLAB", 1000)
     n, p = 24_567, 0.7
     x = with_zeros(n, seed=1)

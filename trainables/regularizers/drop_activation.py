@@ -10,8 +10,11 @@ Two implementations of eq. 3, the same function with the same gradient:
 - CPU, eager (the sparse path). Only the identity positions are drawn
   (:mod:`._sampling`, exact i.i.d. Bernoulli(1 - p) by geometric gaps), a
   fraction ``1 - p`` of the elements instead of one random number per element,
-  and the output is ``relu(x)`` with those positions copied back from ``x``
-  through numpy views of the two tensors, slab by slab on large ones.
+  and the output is ``relu(x)`` with those positions copied back from ``x``: by
+  the compiled kernel (:mod:`._native`, ``csrc/drop_activation.cpp``) in one
+  pass over memory, block by block, or where it could not be built through
+  numpy views of the two tensors, slab by slab on large ones. Both take the
+  same positions, so they give the same output bit for bit.
 - Accelerators, and any device under ``torch.compile`` (the dense path): one
   float32 uniform per element and ``where(identity or x > 0, x, 0)``, plain
   tensor operations with static shapes and no host-device synchronisation,
@@ -47,6 +50,7 @@ from torch import Tensor, nn
 
 from trainables.methods import Grid, Interval, Knob, Method
 
+from . import _native
 from ._sampling import iter_positions
 
 _SPARSE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -126,6 +130,25 @@ def _slab_by_slab(
     return out, zeros
 
 
+def _numpy_forward(x: Tensor, positions: np.ndarray, inplace: bool) -> tuple[Tensor, Tensor]:
+    """relu(x) with ``positions`` copied back from ``x``, and the identity positions where
+    x == 0 exactly (int64), without the compiled kernel."""
+    source = _as_numpy(x)
+    if x.numel() <= SLAB:
+        values = np.take(source, positions)
+        out = x.relu_() if inplace else torch.relu(x)
+        _as_numpy(out).reshape(-1)[positions] = values
+        zeros = [positions[zero]] if (zero := _zero_mask(values)) is not None else []
+    else:
+        out, zeros = _slab_by_slab(x, positions, source, inplace)
+    return out, torch.from_numpy(np.concatenate([_NO_POSITIONS, *zeros]))
+
+
+def _native_forward(x: Tensor, positions: Tensor, inplace: bool) -> tuple[Tensor, Tensor]:
+    """:func:`_numpy_forward` in one pass over memory (``csrc/drop_activation.cpp``)."""
+    return torch.ops.regstudy.drop_activation_forward(x, positions, inplace)
+
+
 class _DropActivationFunction(torch.autograd.Function):
     """relu(x) with a Bernoulli(1 - p) subset of elements passed through unchanged (CPU).
 
@@ -139,19 +162,15 @@ class _DropActivationFunction(torch.autograd.Function):
         numel = x.numel()
         chunks = list(iter_positions(numel, drop_rate, generator))
         positions = chunks[0] if len(chunks) == 1 else np.concatenate([_NO_POSITIONS, *chunks])
-        source = _as_numpy(x)
-        if numel <= SLAB:
-            values = np.take(source, positions)
-            out = x.relu_() if inplace else torch.relu(x)
-            _as_numpy(out).reshape(-1)[positions] = values
-            zeros = [positions[zero]] if (zero := _zero_mask(values)) is not None else []
+        if _native.available():
+            out, exact_zeros = _native_forward(x, torch.from_numpy(positions), inplace)
         else:
-            out, zeros = _slab_by_slab(x, positions, source, inplace)
+            out, exact_zeros = _numpy_forward(x, positions, inplace)
         if inplace:
             ctx.mark_dirty(x)
         saved, ctx.packed = _NO_ZEROS, False
-        if zeros:
-            saved, ctx.packed = _save_exact_zeros(torch.from_numpy(np.concatenate(zeros)), numel)
+        if exact_zeros.numel():
+            saved, ctx.packed = _save_exact_zeros(exact_zeros, numel)
         ctx.save_for_backward(out, saved)
         return out
 

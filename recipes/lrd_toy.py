@@ -23,7 +23,7 @@ from scipy import optimize
 from analysis.render import Report, mean_std
 from analysis.reports._common import intro
 from analysis.verdicts import Draft, count, decide
-from study.script_runs import ScriptRuns, latest_finished, load_json_artifact
+from study.script_runs import ScriptRuns, latest_finished
 from trainables.regularizers import LearningRateDropout
 
 DOMAIN = ((-4.0, 0.0), (-2.0, 3.0))
@@ -151,9 +151,7 @@ def build_report(
     )
     finished = latest_finished(runs, ["param.lrd_p", "seed"])
     outcomes = {
-        (float(row["param.lrd_p"]), int(row["seed"])): load_json_artifact(
-            meta["tracking_uri"], row["run_id"], "outcome"
-        )
+        (float(row["param.lrd_p"]), int(row["seed"])): history.artifact(row["run_id"], "outcome")
         for _, row in finished.iterrows()
     }
     adam = next((np.array(o["reached"]) for (p, _), o in outcomes.items() if p == 1.0), None)

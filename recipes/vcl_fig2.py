@@ -32,7 +32,7 @@ from scipy import optimize, stats
 from analysis.render import Report, mean_std
 from analysis.reports._common import intro
 from analysis.verdicts import Draft, count, decide, equivalence
-from study.script_runs import ScriptRuns, load_json_artifact
+from study.script_runs import ScriptRuns
 from trainables.regularizers import VarianceConstancy, vcl_penalty
 
 THRESHOLDS = ((1 - math.sqrt(1 / 3)) / 2, (1 + math.sqrt(1 / 3)) / 2)
@@ -532,9 +532,7 @@ def build_report(
     report.add_figure("p_separate", _phase_figure(frame), "P(separate) against q")
     report.add_figure("angles", _angle_figure(frame), "Learned direction against q")
     samples = {
-        (int(row["n"]), float(row["q"])): load_json_artifact(
-            meta["tracking_uri"], row["run_id"], "sample"
-        )
+        (int(row["n"]), float(row["q"])): history.artifact(row["run_id"], "sample")
         for _, row in frame[(frame["seed"] == 0) & frame["q"].isin(FIGURE_QS)].iterrows()
     }
     if samples:

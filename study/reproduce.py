@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.query import metric_histories, sweep_runs, trial_runs
+import pandas as pd
+
+from analysis import ledger
+from analysis.query import (
+    ExperimentNotFound,
+    StoreNotFound,
+    metric_histories,
+    sweep_runs,
+    trial_runs,
+)
 from analysis.render import write_report
 from analysis.reports import build_report
 from analysis.schema import TAG
@@ -22,6 +31,7 @@ from analysis.schema import TAG
 from . import tracking
 from .preflight import check_tracking
 from .recipes import Recipe, load_recipe, load_script
+from .script_runs import load_json_artifact
 from .spec import DEFAULT_TRACKING_URI, SpecError, resolve_locations
 
 PART_TAG = f"{TAG}.part"
@@ -91,16 +101,27 @@ def reproduce(
                     experiment=experiment,
                     parent_run_id=parent,
                 )
+            kept = ledger.read(out_dir or reports_dir() / recipe.name / scale)
             for part, spec in specs.items():
-                _run_part(recipe.name, scale, part, spec, parent, verbose, fresh)
+                _run_part(recipe.name, scale, part, spec, parent, verbose, fresh, kept)
             _say(f"{recipe.name} {scale}: runs done in {(time.time() - start) / 60:.1f} min")
             written = report(name, scale, overrides.get("tracking_uri"), out_dir=out_dir)
             tracking.end_run(client, parent, tracking.FINISHED)
     return written
 
 
-def _run_part(recipe: str, scale: str, part: str, spec, parent: str, verbose: int, fresh: bool):
-    """Reuse a part's finished sweep, resume an unfinished one, start an absent one."""
+def _run_part(
+    recipe: str,
+    scale: str,
+    part: str,
+    spec,
+    parent: str,
+    verbose: int,
+    fresh: bool,
+    kept: ledger.Ledger,
+):
+    """Reuse a part's finished sweep, resume an unfinished one, start an absent one; an absent
+    one leaves out the trials its report's run ledger holds as finished (unless ``fresh``)."""
     from .runner import resume, shutdown, sweep, sweep_status
 
     status = sweep_status(spec)
@@ -109,11 +130,40 @@ def _run_part(recipe: str, scale: str, part: str, spec, parent: str, verbose: in
         raise SpecError(
             f"recipe {recipe!r} part {part!r} changed since its sweep ran; rerun it with --fresh"
         )
+    if status == "absent" and not fresh:
+        spec, left = _without_ledgered(spec, kept.finished(part))
+        if left == 0:
+            _say(f"{recipe} {scale} part {part}: every trial is in the report's run ledger")
+            return
     if status == "absent" or (fresh and status != "unfinished"):
         sweep(spec, overwrite=fresh, verbose=verbose, parent_run_id=parent)
     elif status == "unfinished":
         resume(spec.name, spec.storage_path, verbose=verbose)
     shutdown()
+
+
+def _without_ledgered(spec, finished: set[tuple[str, int]]):
+    """``spec`` with the trials the ledger holds as finished left out, and how many are left."""
+    from search_spaces import get_space
+
+    from .trials import planned_keys
+
+    space = get_space(spec.space)
+    if not finished or space.kind != "grid":
+        return spec, None
+    planned = planned_keys(spec, space)
+    done = sorted(key for key in planned if _as_pair(key) in finished)
+    if done:
+        _say(
+            f"{spec.name}: {len(done)} of {len(planned)} trials finished in the report's run "
+            "ledger; the others run"
+        )
+    return spec.model_copy(update={"skip": done}), len(planned) - len(done)
+
+
+def _as_pair(key: str) -> tuple[str, int]:
+    config, seed = key.rsplit(":", 1)
+    return config, int(seed)
 
 
 def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
@@ -142,10 +192,32 @@ def build(
     experiment: str | None = None,
 ):
     """Recipe ``name``'s report at ``scale``, built from MLflow alone (nothing written)."""
+    return build_with_inputs(name, scale, tracking_uri, experiment)[0]
+
+
+def build_with_inputs(
+    name: str,
+    scale: str = "quick",
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    ledger_dir: Path | None = None,
+):
+    """Recipe ``name``'s report, the runs it shows (the store's, and the finished runs of the
+    report's committed run ledger that the store lacks) and every history it read."""
     recipe = load_recipe(name)
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
-    runs = current_runs(recipe, scale, uri, experiment)
+    kept = ledger.read(ledger_dir or reports_dir() / recipe.name / scale)
+    try:
+        runs = current_runs(recipe, scale, uri, experiment)
+    except (StoreNotFound, ExperimentNotFound):
+        if kept.runs.empty:
+            raise
+        runs = pd.DataFrame({"run_id": pd.Series(dtype=str)})
+    parts = None if recipe.script is not None else recipe.scale(scale).parts
+    restored = kept.missing_from(runs, parts)
+    if not restored.empty:
+        runs = pd.concat([runs, restored], ignore_index=True)
     meta = {
         "recipe": recipe.name,
         "scale": scale,
@@ -157,13 +229,19 @@ def build(
         "machine": recipe.scale(scale).machine,
         "tracking_uri": shown_uri(tracking_uri),
         "experiment": experiment,
+        "from_ledger": len(restored),
     }
 
-    def history(run_ids: list[str], metric: str):
+    def from_store(run_ids: list[str], metric: str):
         return metric_histories(uri, run_ids, metric).to_pandas()
 
+    def artifact_from_store(run_id: str, name: str):
+        return load_json_artifact(uri, run_id, name)
+
+    ledgered = set(restored.get("run_id", []))
+    history = ledger.RecordingHistory(from_store, kept, ledgered, artifact_from_store)
     builder = load_script(recipe).build_report if recipe.script is not None else build_report
-    return builder(meta, recipe.report, runs, history)
+    return builder(meta, recipe.report, runs, history), runs, history
 
 
 def report(
@@ -177,11 +255,16 @@ def report(
     recipe = load_recipe(name)
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
-    built = build(name, scale, tracking_uri, experiment)
     target = out_dir or reports_dir() / recipe.name / scale
+    built, runs, read = build_with_inputs(name, scale, tracking_uri, experiment, target)
     written = write_report(built, target)
-    client = tracking.open_client(uri)
-    exp_id = tracking.experiment_id(client, experiment, uri)
-    tracking.log_report(client, exp_id, recipe.name, scale, written)
+    written += ledger.write(target, runs, read.served, read.artifacts)
+    restored = runs.get(ledger.FROM_LEDGER, pd.Series(dtype=object)).eq(True).sum()
+    if len(runs) and restored == len(runs):
+        _say(f"{recipe.name} {scale}: rendered from its run ledger alone (the store has no runs)")
+    else:
+        client = tracking.open_client(uri)
+        exp_id = tracking.experiment_id(client, experiment, uri)
+        tracking.log_report(client, exp_id, recipe.name, scale, written)
     _say(f"{recipe.name} {scale}: report in {target}/README.md")
     return written

@@ -99,10 +99,15 @@ def sweep_status(spec: Spec) -> str:
         record = read_record(spec.name, spec.storage_path)
     except SpecError:
         return "absent"
-    if _as_current(record["spec"]) != spec.model_dump(mode="json"):
+    if _meaning(_as_current(record["spec"])) != _meaning(spec.model_dump(mode="json")):
         return "stale"
     run = tracking.open_client(spec.tracking_uri).get_run(record["sweep_run_id"])
     return "finished" if run.info.status == FINISHED else "unfinished"
+
+
+def _meaning(dumped: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A dumped spec without ``skip``: which trials ran elsewhere does not change the sweep."""
+    return None if dumped is None else {k: v for k, v in dumped.items() if k != "skip"}
 
 
 def _as_current(recorded: dict[str, Any]) -> dict[str, Any] | None:

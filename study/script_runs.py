@@ -18,11 +18,14 @@ from typing import Any
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from analysis import ledger
 from analysis.schema import (
     CONFIG_TAG,
     KIND_TAG,
     MACHINE_TAG,
     PARENT_TAG,
+    RECIPE_TAG,
+    SCALE_TAG,
     SEED_TAG,
     SWEEP_RUN_TAG,
 )
@@ -39,9 +42,23 @@ class ScriptRuns:
         self.client = open_client(tracking_uri)
         self.experiment_id = experiment_id(self.client, experiment, tracking_uri)
         self.parent_run_id = parent_run_id
+        self.ledgered = self._ledgered()
+
+    def _ledgered(self) -> set[tuple[str, int]]:
+        """The trials the recipe's committed report holds as finished in its run ledger."""
+        from .reproduce import reports_dir
+
+        tags = self.client.get_run(self.parent_run_id).data.tags
+        recipe, scale = tags.get(RECIPE_TAG), tags.get(SCALE_TAG)
+        if not recipe or not scale:
+            return set()
+        return ledger.read(reports_dir() / recipe / scale).finished()
 
     def done(self, config: dict[str, Any]) -> bool:
-        """Whether this config (seed included) already has a finished run."""
+        """Whether this config (seed included) already has a finished run, in the store or in
+        the recipe's run ledger."""
+        if (config_id(config), int(config.get("seed", 0))) in self.ledgered:
+            return True
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=(

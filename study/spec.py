@@ -37,6 +37,8 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 OPTUNA_DB = "optuna.db"
 # Trial-config keys that say where or how a trial runs, not what it is: not part of its identity.
 PLACEMENT_KEYS = ("data_dir", "device", "num_threads", "seed")
+UNMEANING_FIELDS = ("skip", "tracking_uri", "storage_path", "optuna_storage", "address")
+SEED_BUDGET = ("repeats", "first_seed", "max_concurrent")  # which seeds run, not what one means
 
 
 class SpecError(ValueError):
@@ -87,6 +89,11 @@ class Spec(_Section):
     points: list[dict[str, Any]] = Field(
         default_factory=list,
         description="whole trial configs, each with a display name, run with every seed",
+    )
+    skip: list[str] = Field(
+        default_factory=list,
+        description="trials of the grid left out as 'CONFIG_ID:SEED': finished in an earlier "
+        "store, as a report's run ledger holds them",
     )
     train: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Budget()
@@ -165,7 +172,7 @@ class Spec(_Section):
                 f"points: whole configs need space 'none', not {self.space!r} (its grid would "
                 "cross them)"
             )
-        if (self.grid or self.variants or self.points) and space.kind != "grid":
+        if (self.grid or self.variants or self.points or self.skip) and space.kind != "grid":
             raise ValueError(
                 f"grid: extra grid axes need a grid space; {self.space!r} is an Optuna space"
             )
@@ -222,6 +229,18 @@ class Spec(_Section):
         """The trial config every trial starts from, before the space and grid vary it."""
         threads = max(1, int(self.resources.cpus_per_trial))
         return {"epochs": self.budget.epochs, "num_threads": threads, **self.train}
+
+    def fingerprint(self) -> str:
+        """What each trial of the sweep means, hashed: its spec but where it runs, how many seeds
+        and which trials ran elsewhere (``skip``), fields at their defaults left out (so a field
+        added later does not change it): a sweep continued from a report's run ledger, or with
+        more seeds, matches the one that began it."""
+        meaning = self.model_dump(
+            mode="json",
+            exclude_defaults=True,
+            exclude={**dict.fromkeys(UNMEANING_FIELDS, True), "budget": set(SEED_BUDGET)},
+        )
+        return hashlib.sha1(json.dumps(meaning, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def experiment_name(self) -> str:

@@ -47,7 +47,47 @@ def grid_axes(spec: Spec, space: SearchSpace) -> dict[str, list[Any]]:
         axes[POINT] = [dict(point) for point in spec.points]
     first = spec.budget.first_seed
     axes[SEED] = list(range(first, first + spec.budget.repeats))
+    if spec.skip:
+        left_out = set(spec.skip)
+        base = base_trial_config(spec, space)
+        return {POINT: [c for c in _cells(axes) if trial_key({**base, POINT: c}) not in left_out]}
     return axes
+
+
+def _cells(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every crossing of ``axes`` as one whole ``point`` (its seed included, named as its run
+    would be), in the order Ray creates the grid's trials."""
+    slowest_first = sorted(axes, reverse=True)
+    cells = []
+    for values in itertools.product(*(axes[axis] for axis in slowest_first)):
+        chosen = dict(zip(slowest_first, values))
+        cell = {k: v for k, v in chosen.items() if k != POINT}
+        cell.update({k: v for k, v in chosen.get(POINT, {}).items() if k != "name"})
+        shown = [_label(axis, chosen[axis]) for axis in sorted(chosen)]
+        cells.append({"name": " ".join(shown), **cell})
+    return cells
+
+
+def _label(axis: str, value: Any) -> str:
+    if axis in (POINT, VARIANT) and isinstance(value, dict):
+        return str(value.get("name"))
+    return f"{axis}={value}"
+
+
+def trial_key(config: dict[str, Any]) -> str:
+    """A trial's identity as ``CONFIG_ID:SEED``: what its run is tagged with, so a trial is
+    matched with a run that some earlier store (or a report's run ledger) holds."""
+    from .spec import config_id
+    from .tracking.trials import trial_record  # imports Ray: only when trials are matched
+
+    recorded = trial_record(config)
+    return f"{config_id(recorded)}:{recorded['seed']}"
+
+
+def planned_keys(spec: Spec, space: SearchSpace) -> list[str]:
+    """The identity of every trial a grid sweep of ``spec`` runs, none left out."""
+    full = spec.model_copy(update={"skip": []})
+    return [trial_key(config) for config in grid_trial_configs(full, space)]
 
 
 def grid_trial_configs(spec: Spec, space: SearchSpace) -> list[dict[str, Any]]:
@@ -143,10 +183,12 @@ def sweep_trials(part: str, spec: Spec) -> list[PlannedTrial]:
             PlannedTrial(part, f"optuna sample {i}", config[SEED], config, **where)
             for i, config in sampled_trial_configs(spec, space)
         ]
-    axes = grid_axes(spec, space)
+    full = spec.model_copy(update={"skip": []})
+    axes, left_out = grid_axes(full, space), set(spec.skip)
     return [
         PlannedTrial(part, arm_name(config, axes), config[SEED], config, **where)
-        for config in grid_trial_configs(spec, space)
+        for config in grid_trial_configs(full, space)
+        if not left_out or trial_key(config) not in left_out
     ]
 
 

@@ -94,6 +94,11 @@ def intro(meta: dict[str, Any], runs: pd.DataFrame, extra: str = "", history=Non
     counts = f"{total} trial runs: {finished} finished, {failed} failed"
     if others:
         counts += f", {others} unfinished (still running, or interrupted)"
+    if meta.get("from_ledger"):
+        counts += (
+            f"; {meta['from_ledger']} of the finished come from this report's run ledger "
+            "([runs/](runs/)), the tracking store no longer holding them"
+        )
     lines = [
         f"{meta.get('description', '').strip()}",
         "",

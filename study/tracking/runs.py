@@ -25,9 +25,11 @@ from mlflow.tracking import MlflowClient
 
 from analysis.schema import (
     FAILURE_TAG,
+    FINGERPRINT_TAG,
     KIND_TAG,
     PARENT_TAG,
     RECIPE_TAG,
+    SCALE_TAG,
     STOPPED_TAG,
     SWEEP_RUN_TAG,
     SWEEP_TAG,
@@ -40,7 +42,6 @@ from .store import as_params, experiment_id, flatten
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
-SCALE_TAG = f"{TAG}.scale"
 BATCH = 900  # metrics per log_batch, under MLflow's 1000
 
 
@@ -98,6 +99,7 @@ def start_sweep_run(
     tags = {
         SWEEP_TAG: spec.name,
         KIND_TAG: "confirm" if is_confirm_round(spec) else "sweep",
+        FINGERPRINT_TAG: spec.fingerprint(),
         "mlflow.source.git.commit": _git_commit(),
         "host": platform.node(),
         **{f"version.{k}": v for k, v in _versions().items()},

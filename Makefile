@@ -51,9 +51,11 @@ reproduce-quick: $(STAMP)
 		$(BIN)/study reproduce $$r --scale quick --quiet || exit 1; done
 	$(BIN)/study summary
 
-# The paper-scale artifacts this 2-core CPU affords (issue 10), one after another, in the
-# background; each resumes where it stopped (finished epochs are neither rerun nor logged twice),
-# so the same command continues them in a later session. Progress: logs/paper-cpu.log.
+# The paper-scale artifacts this 2-core CPU affords that are not finished yet (issue 10; the
+# others' reports are committed), in the background. On the same machine each resumes where it
+# stopped (finished epochs are neither rerun nor logged twice); on a new one it continues from
+# its report's committed run ledger, training only what the ledger lacks. Progress:
+# logs/paper-cpu.log; commit reports/ with `study report NAME --scale paper` as it grows.
 PAPER_CPU := "lrd_table1 --part mnist"
 paper-cpu: $(STAMP)
 	mkdir -p logs

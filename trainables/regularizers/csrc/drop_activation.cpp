@@ -1,10 +1,11 @@
 // Drop-Activation's CPU forward in one pass (papers.md, Drop-Activation eq. 3): relu(x), with
 // the elements at `positions` (sorted flat indices of the identity elements) copied from x.
 //
-// Block by block: ReLU over a block that fits in L1, then the block's identity positions
-// written back while the block is still there, so the scattered copies cost no extra pass
-// over memory. Also returns the identity positions where x == 0 exactly (+0 or -0), which
-// backward cannot tell apart from ReLU zeros in the output (usually none).
+// Block by block: ReLU over a block that fits in L1, then the block's identity values copied
+// from x while both blocks are still there, so the scattered copies cost no extra pass over
+// memory (in place, the values are read first and written back after the block's ReLU). Also
+// returns the identity positions where x == 0 exactly (+0 or -0), which backward cannot tell
+// apart from ReLU zeros in the output (usually none).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
@@ -29,13 +30,47 @@ void relu_block(const T* x, T* out, int64_t start, int64_t stop) {
   }
 }
 
+// The float32 loop vectorised for the widest instructions the CPU running it has, chosen when
+// the library loads (GCC's function multiversioning): the build stays portable across machines
+// that share its cache, and the pass runs at ReLU's own (vectorised) speed.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
+#define REGSTUDY_WIDEST_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define REGSTUDY_WIDEST_SIMD
+#endif
+
+REGSTUDY_WIDEST_SIMD void relu_block_float(
+    const float* x, float* out, int64_t start, int64_t stop) {
+  for (int64_t i = start; i < stop; ++i) {
+    const float v = x[i];
+    out[i] = v < 0.0f ? 0.0f : v;
+  }
+}
+
+template <>
+void relu_block<float>(const float* x, float* out, int64_t start, int64_t stop) {
+  relu_block_float(x, out, start, stop);
+}
+
 template <typename T>
 void forward_range(const T* x, T* out, const int64_t* positions, int64_t count, int64_t begin,
                    int64_t end, std::vector<int64_t>& zeros) {
   const int64_t* next = std::lower_bound(positions, positions + count, begin);
   const int64_t* last = positions + count;
   const T zero(0);
-  std::vector<T> kept;  // the block's identity values, read before an in-place ReLU
+  if (x != out) {  // ReLU the block, then copy its identity values while x's block is in L1
+    for (int64_t start = begin; start < end; start += kBlock) {
+      const int64_t stop = std::min(start + kBlock, end);
+      relu_block(x, out, start, stop);
+      for (; next != last && *next < stop; ++next) {
+        const T v = x[*next];
+        out[*next] = v;
+        if (v == zero) zeros.push_back(*next);
+      }
+    }
+    return;
+  }
+  std::vector<T> kept;  // in place: the block's identity values, read before the ReLU
   for (int64_t start = begin; start < end; start += kBlock) {
     const int64_t stop = std::min(start + kBlock, end);
     const int64_t* first = next;

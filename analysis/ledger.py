@@ -21,6 +21,7 @@ LEDGER_DIR = "runs"
 TRIALS_FILE = "trials.parquet"
 HISTORIES_FILE = "histories.parquet"
 ARTIFACTS_FILE = "artifacts.parquet"
+COMPRESSION = "zstd"  # committed files: LRD toy's ledger 2.1 MB, 3.7 MB with snappy
 FROM_LEDGER = "from_ledger"
 PART = "sweep.part"
 FINGERPRINT = "sweep.fingerprint"
@@ -127,13 +128,19 @@ def write(
         if frames
         else Ledger().histories
     )
-    runs.drop(columns=[FROM_LEDGER], errors="ignore").to_parquet(where / TRIALS_FILE, index=False)
-    read_back[HISTORY_COLUMNS].to_parquet(where / HISTORIES_FILE, index=False)
+    runs.drop(columns=[FROM_LEDGER], errors="ignore").to_parquet(
+        where / TRIALS_FILE, index=False, compression=COMPRESSION
+    )
+    read_back[HISTORY_COLUMNS].to_parquet(
+        where / HISTORIES_FILE, index=False, compression=COMPRESSION
+    )
     rows = [
         {"run_id": run_id, "name": name, "json": json.dumps(value)}
         for (run_id, name), value in sorted((artifacts or {}).items())
     ]
-    pd.DataFrame(rows, columns=ARTIFACT_COLUMNS).to_parquet(where / ARTIFACTS_FILE, index=False)
+    pd.DataFrame(rows, columns=ARTIFACT_COLUMNS).to_parquet(
+        where / ARTIFACTS_FILE, index=False, compression=COMPRESSION
+    )
     return [where / TRIALS_FILE, where / HISTORIES_FILE, where / ARTIFACTS_FILE]
 
 

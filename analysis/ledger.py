@@ -4,7 +4,7 @@ from, committed beside it (``runs/trials.parquet``, ``histories.parquet``, ``art
 A tracking store can be lost (a new machine, a new checkout) while the committed report stays;
 the ledger keeps the report's evidence with it, run by run, so the report re-renders without
 the store and a reproduction continues from it, training only what the ledger lacks. A run is
-known by its trial identity, ``(config_id, seed)``: the store's run wins over the ledger's.
+known by its trial identity, ``CONFIG_ID:SEED``: the store's run wins over the ledger's.
 """
 
 from __future__ import annotations
@@ -30,16 +30,21 @@ ARTIFACT_COLUMNS = ["run_id", "name", "json"]
 
 History = Callable[[list[str], str], pd.DataFrame]
 Artifact = Callable[[str, str], Any]
-TrialKey = tuple[str, int]
 
 
-def trial_keys(runs: pd.DataFrame, status: str | None = "FINISHED") -> set[TrialKey]:
-    """The ``(config_id, seed)`` of each run (only those with ``status``, unless ``None``)."""
+def trial_key(config_id: str, seed: int) -> str:
+    """A trial's identity, ``CONFIG_ID:SEED``: what its run is tagged with, and how a spec's
+    ``skip`` names it."""
+    return f"{config_id}:{int(seed)}"
+
+
+def trial_keys(runs: pd.DataFrame, status: str | None = "FINISHED") -> set[str]:
+    """The :func:`trial_key` of each run (only those with ``status``, unless ``None``)."""
     if runs.empty or "config_id" not in runs or "seed" not in runs:
         return set()
     chosen = runs if status is None else runs[runs["status"] == status]
     chosen = chosen.dropna(subset=["config_id", "seed"])
-    return {(str(c), int(s)) for c, s in zip(chosen["config_id"], chosen["seed"])}
+    return {trial_key(str(c), s) for c, s in zip(chosen["config_id"], chosen["seed"])}
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Ledger:
     histories: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HISTORY_COLUMNS))
     artifacts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ARTIFACT_COLUMNS))
 
-    def finished(self, part: str | None = None) -> set[TrialKey]:
+    def finished(self, part: str | None = None) -> set[str]:
         """The trial identities the ledger holds as finished (of one recipe part, if given)."""
         runs = self.runs
         if part is not None and PART in runs:
@@ -66,7 +71,7 @@ class Ledger:
             return self.runs
         have = trial_keys(store_runs, status=None)
         finished = self.runs[self.runs["status"] == "FINISHED"]
-        keys = zip(finished["config_id"].astype(str), finished["seed"].astype(int))
+        keys = map(trial_key, finished["config_id"].astype(str), finished["seed"])
         chosen = pd.Series([k not in have for k in keys], index=finished.index)
         if parts is not None and PART in finished:
             chosen &= finished[PART].isin(list(parts))

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -24,7 +24,7 @@ from analysis.query import (
     sweep_runs,
     trial_runs,
 )
-from analysis.render import write_report
+from analysis.render import Report, write_report
 from analysis.reports import build_report
 from analysis.schema import TAG
 
@@ -142,7 +142,7 @@ def _run_part(
     shutdown()
 
 
-def _without_ledgered(spec, finished: set[tuple[str, int]]):
+def _without_ledgered(spec, finished: set[str]):
     """``spec`` with the trials the ledger holds as finished left out, and how many are left."""
     from search_spaces import get_space
 
@@ -152,18 +152,13 @@ def _without_ledgered(spec, finished: set[tuple[str, int]]):
     if not finished or space.kind != "grid":
         return spec, None
     planned = planned_keys(spec, space)
-    done = sorted(key for key in planned if _as_pair(key) in finished)
+    done = sorted(key for key in planned if key in finished)
     if done:
         _say(
             f"{spec.name}: {len(done)} of {len(planned)} trials finished in the report's run "
             "ledger; the others run"
         )
     return spec.model_copy(update={"skip": done}), len(planned) - len(done)
-
-
-def _as_pair(key: str) -> tuple[str, int]:
-    config, seed = key.rsplit(":", 1)
-    return config, int(seed)
 
 
 def current_runs(recipe: Recipe, scale: str, uri: str, experiment: str):
@@ -192,7 +187,17 @@ def build(
     experiment: str | None = None,
 ):
     """Recipe ``name``'s report at ``scale``, built from MLflow alone (nothing written)."""
-    return build_with_inputs(name, scale, tracking_uri, experiment)[0]
+    return build_with_inputs(name, scale, tracking_uri, experiment).report
+
+
+class Built(NamedTuple):
+    """A built report and what it was built from: the runs it shows, the reader that served
+    their histories and artifacts, and whether the tracking store could be read at all."""
+
+    report: Report
+    runs: pd.DataFrame
+    read: ledger.RecordingHistory
+    store_read: bool
 
 
 def build_with_inputs(
@@ -209,11 +214,11 @@ def build_with_inputs(
     experiment = experiment or recipe.experiment(scale)
     kept = ledger.read(ledger_dir or reports_dir() / recipe.name / scale)
     try:
-        runs = current_runs(recipe, scale, uri, experiment)
+        runs, store_read = current_runs(recipe, scale, uri, experiment), True
     except (StoreNotFound, ExperimentNotFound):
         if kept.runs.empty:
             raise
-        runs = pd.DataFrame({"run_id": pd.Series(dtype=str)})
+        runs, store_read = pd.DataFrame({"run_id": pd.Series(dtype=str)}), False
     parts = None if recipe.script is not None else recipe.scale(scale).parts
     restored = kept.missing_from(runs, parts)
     if not restored.empty:
@@ -241,7 +246,7 @@ def build_with_inputs(
     ledgered = set(restored.get("run_id", []))
     history = ledger.RecordingHistory(from_store, kept, ledgered, artifact_from_store)
     builder = load_script(recipe).build_report if recipe.script is not None else build_report
-    return builder(meta, recipe.report, runs, history), runs, history
+    return Built(builder(meta, recipe.report, runs, history), runs, history, store_read)
 
 
 def report(
@@ -256,11 +261,10 @@ def report(
     uri = resolve_locations({"tracking_uri": tracking_uri})["tracking_uri"]
     experiment = experiment or recipe.experiment(scale)
     target = out_dir or reports_dir() / recipe.name / scale
-    built, runs, read = build_with_inputs(name, scale, tracking_uri, experiment, target)
-    written = write_report(built, target)
-    written += ledger.write(target, runs, read.served, read.artifacts)
-    restored = runs.get(ledger.FROM_LEDGER, pd.Series(dtype=object)).eq(True).sum()
-    if len(runs) and restored == len(runs):
+    built = build_with_inputs(name, scale, tracking_uri, experiment, target)
+    written = write_report(built.report, target)
+    written += ledger.write(target, built.runs, built.read.served, built.read.artifacts)
+    if not built.store_read:
         _say(f"{recipe.name} {scale}: rendered from its run ledger alone (the store has no runs)")
     else:
         client = tracking.open_client(uri)

@@ -44,7 +44,7 @@ class ScriptRuns:
         self.parent_run_id = parent_run_id
         self.ledgered = self._ledgered()
 
-    def _ledgered(self) -> set[tuple[str, int]]:
+    def _ledgered(self) -> set[str]:
         """The trials the recipe's committed report holds as finished in its run ledger."""
         from .reproduce import reports_dir
 
@@ -57,7 +57,7 @@ class ScriptRuns:
     def done(self, config: dict[str, Any]) -> bool:
         """Whether this config (seed included) already has a finished run, in the store or in
         the recipe's run ledger."""
-        if (config_id(config), int(config.get("seed", 0))) in self.ledgered:
+        if ledger.trial_key(config_id(config), config.get("seed", 0)) in self.ledgered:
             return True
         found = self.client.search_runs(
             [self.experiment_id],

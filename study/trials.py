@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis import ledger
 from search_spaces import SearchSpace, get_space
 
 from .recipes import Recipe, load_script
@@ -54,13 +55,22 @@ def grid_axes(spec: Spec, space: SearchSpace) -> dict[str, list[Any]]:
     return axes
 
 
+def _crossings(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every crossing of ``axes`` (axis -> value), in the order Ray's ``BasicVariantGenerator``
+    creates the trials: it sorts the grid axes by name and varies the first one fastest
+    (``ray.tune.search.variant_generator``: ``parse_spec_vars``, ``_grid_search_generator``)."""
+    slowest_first = sorted(axes, reverse=True)
+    return [
+        dict(zip(slowest_first, values))
+        for values in itertools.product(*(axes[axis] for axis in slowest_first))
+    ]
+
+
 def _cells(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every crossing of ``axes`` as one whole ``point`` (its seed included, named as its run
     would be), in the order Ray creates the grid's trials."""
-    slowest_first = sorted(axes, reverse=True)
     cells = []
-    for values in itertools.product(*(axes[axis] for axis in slowest_first)):
-        chosen = dict(zip(slowest_first, values))
+    for chosen in _crossings(axes):
         cell = {k: v for k, v in chosen.items() if k != POINT}
         cell.update({k: v for k, v in chosen.get(POINT, {}).items() if k != "name"})
         shown = [_label(axis, chosen[axis]) for axis in sorted(chosen)]
@@ -81,7 +91,7 @@ def trial_key(config: dict[str, Any]) -> str:
     from .tracking.trials import trial_record  # imports Ray: only when trials are matched
 
     recorded = trial_record(config)
-    return f"{config_id(recorded)}:{recorded['seed']}"
+    return ledger.trial_key(config_id(recorded), recorded["seed"])
 
 
 def planned_keys(spec: Spec, space: SearchSpace) -> list[str]:
@@ -92,15 +102,9 @@ def planned_keys(spec: Spec, space: SearchSpace) -> list[str]:
 
 def grid_trial_configs(spec: Spec, space: SearchSpace) -> list[dict[str, Any]]:
     """Every trial config of a grid sweep, in the order Ray's ``BasicVariantGenerator`` creates
-    (and so starts) them: it sorts the grid axes by name and varies the first one fastest
-    (``ray.tune.search.variant_generator``: ``parse_spec_vars``, ``_grid_search_generator``)."""
+    (and so starts) them (:func:`_crossings`)."""
     base = base_trial_config(spec, space)
-    axes = grid_axes(spec, space)
-    slowest_first = sorted(axes, reverse=True)
-    return [
-        {**base, **dict(zip(slowest_first, values))}
-        for values in itertools.product(*(axes[axis] for axis in slowest_first))
-    ]
+    return [{**base, **chosen} for chosen in _crossings(grid_axes(spec, space))]
 
 
 def sampled_trial_configs(spec: Spec, space: SearchSpace) -> list[tuple[int, dict[str, Any]]]:

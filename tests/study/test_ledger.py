@@ -39,7 +39,7 @@ def test_the_store_wins_and_only_finished_runs_of_todays_sweeps_come_from_the_le
     restored = kept.missing_from(store, parts=["mnist", "cifar"])
     assert list(restored["run_id"]) == ["b", "g"] and restored[ledger.FROM_LEDGER].all()
     assert list(kept.missing_from(store)["run_id"]) == ["b", "d", "e", "g"]
-    assert kept.finished("mnist") == {("x", 0), ("x", 1), ("z", 0)}
+    assert kept.finished("mnist") == {"x:0", "x:1", "z:0"}
 
 
 def test_a_ledger_round_trips_and_serves_the_histories_a_report_read(tmp_path):

@@ -95,20 +95,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(spec.to_yaml())
         return 0
-    from .cluster import check_local_resources
+    from .cluster import check_local_resources, disconnect, disconnect_in_background, start_early
+    from .storage import refuse_name_in_use
 
-    check_local_resources(spec)  # GPUs this machine lacks: refused before Tune's ~10 s import
-    from .runner import shutdown, sweep
-
+    check_local_resources(spec)  # refused before Ray starts: GPUs this machine lacks,
+    if not args.overwrite:  # a sweep name in use
+        refuse_name_in_use(spec)
+    start_early(spec)
     try:
-        outcome = sweep(spec, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+        from .runner import sweep  # seconds of imports, while Ray starts
+
+        verbose = 0 if args.quiet else 1
+        outcome = sweep(spec, args.overwrite, verbose, after_fit=disconnect_in_background)
+        _print_outcome(outcome)
+        if not args.no_best:
+            uri, experiment = outcome.tracking_uri, outcome.experiment
+            _print_best(uri, experiment, spec.metric, spec.mode, 5, "table", outcome.sweep_run_id)
+            _print_curve(outcome, spec.metric, spec.mode)
     finally:
-        shutdown()
-    _print_outcome(outcome)
-    if not args.no_best:
-        uri, experiment = outcome.tracking_uri, outcome.experiment
-        _print_best(uri, experiment, spec.metric, spec.mode, 5, "table", outcome.sweep_run_id)
-        _print_curve(outcome, spec.metric, spec.mode)
+        disconnect()
     return _crashed(outcome)
 
 

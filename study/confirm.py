@@ -30,8 +30,9 @@ from analysis.ranking import Ranking, rank
 from analysis.schema import TAG
 
 from . import tracking
-from .runner import _exists, read_record, resume, sweep, sweep_status
+from .runner import read_record, resume, sweep, sweep_status
 from .spec import Spec, SpecError
+from .storage import exists
 from .trials import SEED
 
 ROUND = "confirm-{}"
@@ -195,7 +196,7 @@ def _seeds(
 def _rounds(spec: Spec) -> list[str]:
     """The confirm rounds stored under the sweep, in order."""
     found, r = [], 1
-    while _exists(_round_stub(spec, r)):
+    while exists(_round_stub(spec, r)):
         found.append(ROUND.format(r))
         r += 1
     return found

@@ -34,14 +34,16 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from .recipes import Recipe
 from .trials import PlannedTrial, cpu_cores, plan_trials
+
+if TYPE_CHECKING:  # recipes import the report renderers; a sweep's preflight never needs them
+    from .recipes import Recipe
 
 ASSUMED_GPU_FLOPS = 30e12
 GPU_ASSUMPTION = (

@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any
 
 import optuna
-import pyarrow.fs
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -40,6 +39,7 @@ from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
 from .searchers import SeedRepeater
 from .spec import Spec, SpecError
+from .storage import exists, filesystem, refuse_name_in_use
 from .tracking import FINISHED, KILLED, MlflowTrialLogger
 from .trials import base_trial_config, grid_axes, grid_trial_configs
 
@@ -62,14 +62,8 @@ class SweepOutcome:
     status: str = FINISHED
 
 
-def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    if "://" in path:
-        return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), path
-
-
 def _write_record(spec: Spec, record: dict[str, Any]) -> None:
-    fs, root = _filesystem(spec.experiment_dir)
+    fs, root = filesystem(spec.experiment_dir)
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root}/{RECORD_FILE}") as out:
         out.write(json.dumps(record, indent=2).encode())
@@ -80,7 +74,7 @@ def read_record(name: str, storage_path: str) -> dict[str, Any]:
     from .spec import _absolute
 
     root = f"{_absolute(storage_path).rstrip('/')}/{name}"
-    fs, path = _filesystem(f"{root}/{RECORD_FILE}")
+    fs, path = filesystem(f"{root}/{RECORD_FILE}")
     try:
         with fs.open_input_stream(path) as stream:
             return json.loads(stream.readall())
@@ -93,7 +87,7 @@ def read_record(name: str, storage_path: str) -> dict[str, Any]:
 def sweep_status(spec: Spec) -> str:
     """What a new ``study reproduce`` should do with this sweep: it is ``absent``,
     ``finished``, ``unfinished``, or ``stale`` (it ran under a different spec)."""
-    if not _exists(spec):
+    if not exists(spec):
         return "absent"
     try:
         record = read_record(spec.name, spec.storage_path)
@@ -117,11 +111,6 @@ def _as_current(recorded: dict[str, Any]) -> dict[str, Any] | None:
         return Spec.model_validate(recorded).model_dump(mode="json")
     except (ValueError, SpecError):
         return None
-
-
-def _exists(spec: Spec) -> bool:
-    fs, root = _filesystem(spec.experiment_dir)
-    return fs.get_file_info(root).type != pyarrow.fs.FileType.NotFound
 
 
 def datasets_of(spec: Spec) -> list[str]:
@@ -194,22 +183,24 @@ def trainable(spec: Spec):
 
 
 def sweep(
-    spec: Spec, overwrite: bool = False, verbose: int = 1, parent_run_id: str | None = None
+    spec: Spec,
+    overwrite: bool = False,
+    verbose: int = 1,
+    parent_run_id: str | None = None,
+    after_fit: Callable[[], None] | None = None,
 ) -> SweepOutcome:
     """Run ``spec`` to completion and return where its results are (nested under a recipe's
-    run when ``parent_run_id`` is given)."""
+    run when ``parent_run_id`` is given). ``after_fit`` is called once Tune has returned, when
+    Ray is no longer needed: the sweep's own ending is MLflow's and Optuna's."""
     space = get_space(spec.space)
     if spec.grid and space.kind != "grid":
         raise SpecError(
             f"grid: extra grid axes need a grid space; {spec.space!r} is an Optuna space"
         )
-    if _exists(spec):
-        if not overwrite:
-            raise SpecError(
-                f"a sweep named {spec.name!r} already exists at {spec.experiment_dir}; "
-                f"continue it with `study resume {spec.name}` or start over with --overwrite"
-            )
-        fs, root = _filesystem(spec.experiment_dir)
+    if not overwrite:
+        refuse_name_in_use(spec)
+    elif exists(spec):
+        fs, root = filesystem(spec.experiment_dir)
         fs.delete_dir(root)
     preflight(spec, provision_data, checkpoint_need)
     with tracking.driver(f"sweep {spec.name}", "start the sweep again"):
@@ -218,7 +209,7 @@ def sweep(
         run_id = tracking.start_sweep_run(client, spec, space.describe(), parent_run_id)
         expected = _expected_trials(spec, space)
         make = partial(_new_tuner, spec, space, exp_id, run_id, expected, verbose)
-        return _fit(spec, client, exp_id, run_id, expected, make)
+        return _fit(spec, client, exp_id, run_id, expected, make, after_fit)
 
 
 def _fit(
@@ -228,6 +219,7 @@ def _fit(
     run_id: str,
     expected: int,
     make_tuner: Callable[[], tune.Tuner],
+    after_fit: Callable[[], None] | None = None,
 ) -> SweepOutcome:
     """Make the Tuner and fit it with the sweep's run open: whatever stops it ends the run
     (:mod:`study.tracking.lifecycle`); a signal, once Tune has stopped, is raised again."""
@@ -235,6 +227,8 @@ def _fit(
         tuner = make_tuner()
         with tracking.fitting():
             results = tuner.fit()
+        if after_fit is not None:
+            after_fit()
         outcome = _finish(spec, client, exp_id, run_id, results, expected)
         tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
     if outcome.status == KILLED or tracking.is_confirm_round(spec):  # `study confirm` ranks

@@ -17,13 +17,15 @@ import ast
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis import ledger
 from search_spaces import SearchSpace, get_space
 
-from .recipes import Recipe, load_script
 from .spec import Spec
+
+if TYPE_CHECKING:  # recipes import the report renderers: seconds a sweep's driver never needs
+    from .recipes import Recipe
 
 VARIANT = "variant"
 POINT = "point"
@@ -204,6 +206,8 @@ def script_trials(recipe: Recipe, scale: str, options: dict[str, Any]) -> list[P
     override the config's) or its own ``estimated_hours``. Script trials run one at a time.
     Without a hook, one row says the script's cost is not estimated.
     """
+    from .recipes import load_script
+
     hook = getattr(load_script(recipe), "plan", None)
     if hook is None:
         name = recipe.script.name if recipe.script else recipe.name

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..spec import DEFAULT_ARTIFACTS
+from . import schema_cache
 
 CREATE_TIMEOUT_S = 120  # creating the schema takes seconds; a lock held longer is stale
 # MLflow's HTTP defaults retry a refused request for minutes (7 tries, backoff 2, 120 s timeout):
@@ -67,9 +68,36 @@ def open_client(tracking_uri: str | None) -> MlflowClient:
     except OSError:  # a directory we cannot write: MLflow's own error will say so
         return MlflowClient(tracking_uri)
     try:
-        return MlflowClient(tracking_uri)
+        return _client_for_sqlite(tracking_uri, path)
     finally:
         lock.release()
+
+
+def _client_for_sqlite(tracking_uri: str | None, path: Path) -> MlflowClient:
+    """A client whose SQLite store ``path`` exists: a new one starts from the cached empty
+    schema (:mod:`.schema_cache`) or, the first time, is built by MLflow and then cached."""
+    if path.exists() and path.stat().st_size > 0:
+        return MlflowClient(tracking_uri)
+    if schema_cache.seed(path):
+        try:
+            return MlflowClient(tracking_uri)
+        except Exception:  # a cached schema this MLflow does not accept: build it anew
+            schema_cache.forget()
+            path.unlink(missing_ok=True)
+            _drop_engine(str(tracking_uri))
+    client = MlflowClient(tracking_uri)
+    schema_cache.keep(path)
+    return client
+
+
+def _drop_engine(uri: str) -> None:
+    """Forget MLflow's engine for ``uri`` (it caches one per URI, whose connections would still
+    see the file just removed)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)
+    if engine is not None:
+        engine.dispose()
 
 
 def unreachable(err: BaseException) -> str | None:

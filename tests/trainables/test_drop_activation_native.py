@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from trainables.regularizers import _native, drop_activation
+from trainables.regularizers._sampling import TINY, iter_positions
 from trainables.regularizers.drop_activation import _native_forward, _numpy_forward
 
 pytestmark = pytest.mark.skipif(
@@ -95,6 +96,47 @@ def test_bad_arguments_are_refused_by_the_kernel():
         _native_forward(x, torch.tensor([1, 2], dtype=torch.int32), False)
     with pytest.raises(RuntimeError, match="x must be a contiguous CPU tensor"):
         _native_forward(torch.randn(4, 4).t(), torch.tensor([1]), False)
+
+
+def _positions(numel: int, rate: float, seed: int) -> tuple[np.ndarray, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    chunks = [c.copy() for c in iter_positions(numel, rate, generator)]
+    return np.concatenate([np.empty(0, dtype=np.int64), *chunks]), generator.get_state()
+
+
+# From p = 0.6 to p = 0.999, and rates small enough that the cheap log's guard band is wide
+# (1e-7: about 1 draw in 12 takes the exact log) or gaps are clipped (below 1e-9).
+@pytest.mark.parametrize("rate", [0.4, 0.05, 0.001, 1e-7, 1e-10])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_positions_are_the_tensor_path_s_bit_for_bit(monkeypatch, rate, seed):
+    """The kernel draws the uniforms itself and takes a cheap log: the same positions as the
+    tensor operations (uniform_, log_, ...), and the generator left in the same state."""
+    numel = 3_000_000 if rate > 1e-6 else 10**12
+    native, native_state = _positions(numel, rate, seed)
+    monkeypatch.setenv(_native.DISABLE_ENV, "0")
+    tensors, tensors_state = _positions(numel, rate, seed)
+    assert len(native) > 0 or rate < 1e-6
+    np.testing.assert_array_equal(native, tensors)
+    assert torch.equal(native_state, tensors_state)
+
+
+def test_compiled_positions_draw_from_the_default_generator_when_given_none():
+    torch.manual_seed(5)
+    first = [c.copy() for c in iter_positions(100_000, 0.05)]
+    torch.manual_seed(5)
+    again = [c.copy() for c in iter_positions(100_000, 0.05)]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+
+
+def test_bad_arguments_are_refused_by_the_positions_kernel():
+    op = torch.ops.regstudy.geometric_positions
+    good = torch.empty(8, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match="positions must be a contiguous 1-d int64"):
+        op(None, torch.empty(8, dtype=torch.int32), TINY, 0.95, -19.5, float("inf"), -1)
+    with pytest.raises(RuntimeError, match="need 0 < low < high <= 1"):
+        op(None, good, 0.0, 0.95, -19.5, float("inf"), -1)
+    with pytest.raises(RuntimeError, match="scale must be"):
+        op(None, good, TINY, 0.95, 19.5, float("inf"), -1)
 
 
 def test_a_failed_build_warns_once_and_the_numpy_path_runs(monkeypatch):

@@ -1,13 +1,14 @@
 """The compiled CPU kernels (``csrc/``), built on first use with ``torch.utils.cpp_extension``.
 
 What they buy: Drop-Activation's CPU forward in one pass over memory (``csrc/drop_activation.cpp``)
-instead of a ReLU pass plus scattered copies. The build takes seconds with the C++ compiler
-that PyTorch's own extensions need; ``make`` builds it once when it installs, into PyTorch's
-extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) in a folder
-named for this Python and this torch (a library built against one torch must not load into
-another), and every later process loads the built library in ~0.1 s. Where no compiler is
-found or the build fails, one warning says why and the numpy path runs: same draws, same
-results, slower.
+instead of a ReLU pass plus scattered copies, and its identity positions drawn and summed in one
+call with a cheap log (``csrc/geometric_positions.cpp``) instead of five tensor passes. The build
+takes seconds with the C++ compiler that PyTorch's own extensions need; ``make`` builds it once
+when it installs, into PyTorch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``) in a folder named for this Python and this torch (a library built
+against one torch must not load into another), and every later process loads the built library in
+~0.1 s. Where no compiler is found or the build fails, one warning says why and the numpy path
+runs: same draws, same results, slower.
 ``REGSTUDY_NATIVE=0`` turns the kernels off (benchmarks compare the two paths that way).
 """
 
@@ -24,7 +25,10 @@ from pathlib import Path
 import torch
 
 NAME = "regstudy_native"
-SOURCES = (Path(__file__).with_name("csrc") / "drop_activation.cpp",)
+SOURCES = tuple(
+    Path(__file__).with_name("csrc") / name
+    for name in ("drop_activation.cpp", "geometric_positions.cpp")
+)
 FLAGS = ("-O3",)
 DISABLE_ENV = "REGSTUDY_NATIVE"
 STALE_LOCK_S = 600.0  # a build takes seconds: a lock this old is a killed build's

@@ -22,10 +22,14 @@ checkpointed generator state govern the stream and no state lives outside torch.
 
 Cost. On the small activations of the main job a call's fixed cost, not its
 draws, is what shows against ReLU, and on large ones fresh allocations (page
-faults) and memory passes are; so the pipeline is five in-place tensor
-operations in per-thread scratch buffers, no per-element Python and no
-allocation: draw W, ``log_``, multiply by ``1 / log(1 - rate)``, truncate into
-int64, ``cumsum_``; then one ``searchsorted`` for the end.
+faults) and memory passes are; so the pipeline works in per-thread scratch
+buffers, no per-element Python and no allocation: one call of the compiled
+kernel (``csrc/geometric_positions.cpp``: W drawn as ``uniform_`` draws it, a
+cheap vectorised log, and the exact one only where truncation could go either
+way, then the running sums), or without it five in-place tensor operations
+(``uniform_``, ``log_``, multiply by ``1 / log(1 - rate)``, truncate into int64,
+``cumsum_``), the same positions from the same stream; then one ``searchsorted``
+for the end.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+from . import _native
 
 CHUNK_DRAWS = 1 << 20
 SCRATCH_DRAWS = 1 << 18
@@ -71,6 +77,19 @@ def _chunk_size(numel: int, rate: float) -> int:
     return min(int(expected + 6.0 * math.sqrt(expected * (1.0 - rate))) + 64, CHUNK_DRAWS)
 
 
+def _positions_from_uniforms(
+    uniforms: torch.Tensor, gaps: torch.Tensor, scale: float, clip: float, start: int
+) -> None:
+    """``gaps`` = ``start`` + running sums of ``trunc(min(log(W) * scale, clip))``, in place
+    (``uniforms`` is overwritten): what the compiled kernel computes, as tensor operations."""
+    uniforms.log_().mul_(scale)
+    if clip != math.inf:
+        uniforms.clamp_(max=clip)
+    gaps.copy_(uniforms)
+    gaps[0] += start
+    gaps.cumsum_(0)
+
+
 def iter_positions(
     numel: int, rate: float, generator: torch.Generator | None = None
 ) -> Iterator[np.ndarray]:
@@ -85,18 +104,21 @@ def iter_positions(
     if rate == 0.0 or numel == 0:
         return
     scale = 1.0 / math.log1p(-rate)
+    clip = float(numel + 1) if rate < _CLIP_BELOW_RATE else math.inf
     count = _chunk_size(numel, rate)
     uniforms, gaps = _SCRATCH.take(count)
     positions = gaps.numpy()
+    native = _native.available()
     last = -1
     while last < numel - 1:
-        uniforms.uniform_(TINY, 1.0 - rate, generator=generator).log_().mul_(scale)
-        if rate < _CLIP_BELOW_RATE:
-            uniforms.clamp_(max=numel + 1)
-        gaps.copy_(uniforms)
-        positions[0] += last
-        gaps.cumsum_(0)
-        last = int(positions[-1])
+        if native:
+            last = torch.ops.regstudy.geometric_positions(
+                generator, gaps, TINY, 1.0 - rate, scale, clip, last
+            )
+        else:
+            uniforms.uniform_(TINY, 1.0 - rate, generator=generator)
+            _positions_from_uniforms(uniforms, gaps, scale, clip, last)
+            last = int(positions[-1])
         if last >= numel:
             yield positions[: np.searchsorted(positions, numel)]
         else:

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <vector>
 
+#include "widest_simd.h"
+
 namespace {
 
 constexpr int64_t kBlock = 4096;  // elements: a float32 block of input and output in L1
@@ -30,15 +32,7 @@ void relu_block(const T* x, T* out, int64_t start, int64_t stop) {
   }
 }
 
-// The float32 loop vectorised for the widest instructions the CPU running it has, chosen when
-// the library loads (GCC's function multiversioning): the build stays portable across machines
-// that share its cache, and the pass runs at ReLU's own (vectorised) speed.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
-#define REGSTUDY_WIDEST_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define REGSTUDY_WIDEST_SIMD
-#endif
-
+// The float32 loop at ReLU's own (vectorised) speed.
 REGSTUDY_WIDEST_SIMD void relu_block_float(
     const float* x, float* out, int64_t start, int64_t stop) {
   for (int64_t i = start; i < stop; ++i) {

@@ -10,7 +10,7 @@ A claim is tested on what was measured, never on the paper's numbers:
   each grid point is the arg-min, and a paired test of the paper's optimum against the best;
 - **count** (starts, datasets): an exact one-sided sign test on the discordant pairs (McNemar);
 - **table** ("DA lowers the error across the table's rows"): a random-effects estimate over the
-  rows (DerSimonian–Laird with the Hartung–Knapp interval, t with k − 1 df);
+  rows (Paule–Mandel τ² with the modified Hartung–Knapp interval, t with k − 1 df);
 - **Holm** over the claims of one artifact (:func:`decide`), raw and adjusted p both kept;
 - **power** beside every verdict: the smallest effect the seeds resolve at 80% power, and the
   seeds an effect of the paper's size needs.
@@ -81,6 +81,7 @@ class Evidence:
     summary: str = ""
     power_note: str = ""
     missing: tuple[str, ...] = ()
+    short_of_seeds: bool = False  # untestable until more seeds finish (not for want of data)
 
     @property
     def testable(self) -> bool:
@@ -439,20 +440,24 @@ def _finite(values: Mapping[int, float]) -> dict[int, float]:
 def across_rows(
     rows: Mapping[str, tuple[Mapping[int, float], Mapping[int, float]]], sign: int
 ) -> Evidence:
-    """Random-effects estimate of method − baseline over a table's rows (DerSimonian–Laird τ²,
-    Hartung–Knapp interval with k − 1 df), one-sided in the direction ``sign``.
+    """Random-effects estimate of method − baseline over a table's rows (Paule–Mandel τ²,
+    Hartung–Knapp interval with k − 1 df and the usual modification: its standard error never
+    below the plain random-effects one), one-sided in the direction ``sign``.
 
     Each row contributes its mean paired difference and that mean's variance; rows with fewer
-    than 2 paired seeds or no spread cannot give a variance and are listed as left out.
+    than :data:`MIN_SEEDS` paired seeds (a row's own verdict needs as many) or no spread are
+    listed as left out. τ² is truncated at 0, as every moment estimator must be: statsmodels'
+    DerSimonian–Laird is not, and where the rows agree more than their variances say (Q < k − 1)
+    its negative τ² gave rows negative weights and a NaN standard error, read as p = 0.
     """
     effects, variances, left_out = [], [], []
-    agree = 0
+    agree = short = 0
     for name, (method, baseline) in rows.items():
         diffs, _ = _paired(method, baseline, ("method", "baseline"), None)
-        if len(diffs) < 2 or np.ptp(diffs) == 0:
-            left_out.append(
-                f"{name} ({len(diffs)} paired seeds{'' if len(diffs) < 2 else ', no spread'})"
-            )
+        short += int(len(diffs) < MIN_SEEDS)
+        if len(diffs) < MIN_SEEDS or np.ptp(diffs) == 0:
+            spread = "" if len(diffs) < MIN_SEEDS else ", no spread"
+            left_out.append(f"{name} ({len(diffs)} paired seeds{spread})")
             continue
         effects.append(float(diffs.mean()))
         variances.append(float(diffs.var(ddof=1) / len(diffs)))
@@ -460,10 +465,19 @@ def across_rows(
     k = len(effects)
     missing = tuple(f"row {row} left out" for row in left_out)
     if k < MIN_ROWS:
-        return Evidence(TABLE, k, untestable=f"too few rows: k = {k}", missing=missing)
-    result = combine_effects(np.array(effects), np.array(variances), method_re="dl")
-    pooled, se = float(result.mean_effect_re), float(result.sd_eff_w_re_hksj)
-    t = pooled * sign / se if se > 0 else math.copysign(math.inf, pooled * sign)
+        untestable = f"too few rows: k = {k}"
+        if k + short >= MIN_ROWS:
+            untestable += f" until more seeds finish (a row needs {MIN_SEEDS} paired seeds)"
+        return Evidence(
+            TABLE, k, untestable=untestable, missing=missing, short_of_seeds=k + short >= MIN_ROWS
+        )
+    result = combine_effects(np.array(effects), np.array(variances), method_re="pm")
+    pooled = float(result.mean_effect_re)
+    se = max(float(result.sd_eff_w_re_hksj), float(result.sd_eff_w_re))
+    if not (math.isfinite(pooled) and math.isfinite(se) and se > 0):
+        untestable = f"no standard error over the {k} rows (pooled Δ {pooled:+.3g}, se {se:.3g})"
+        return Evidence(TABLE, k, untestable=untestable, missing=missing)
+    t = pooled * sign / se
     half = stats.t.ppf(0.975, k - 1) * se
     return Evidence(
         TABLE,
@@ -536,7 +550,8 @@ def power_note(evidence: Evidence) -> str:
 
 def _verdict(evidence: Evidence, p_adj: float, against_adj: float) -> str:
     if not evidence.testable:
-        return TOO_FEW if evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM) else INCONCLUSIVE
+        seeds_decide = evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM)
+        return TOO_FEW if seeds_decide or evidence.short_of_seeds else INCONCLUSIVE
     if p_adj < evidence.alpha:
         return EQUIVALENT if evidence.kind == EQUIVALENCE else SUPPORTED
     if against_adj < evidence.alpha_against:

@@ -33,7 +33,7 @@ from trainables.tune import train_trial
 
 from . import tracking
 from .checkpoints import point_at_existing_checkpoints
-from .cluster import connect, connect_while, disconnect
+from .cluster import connect, connect_while, disconnect, let_trials_use_idle_workers
 from .optuna_store import record_sweep, search_storage
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
@@ -178,6 +178,7 @@ def _scheduler(spec: Spec) -> TrialScheduler:
 
 def trainable(spec: Spec):
     """The trial function with the spec's resources attached."""
+    let_trials_use_idle_workers()
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     return tune.with_resources(train_trial, resources)
 
@@ -187,11 +188,12 @@ def sweep(
     overwrite: bool = False,
     verbose: int = 1,
     parent_run_id: str | None = None,
-    after_fit: Callable[[], None] | None = None,
+    after_fit: Callable[[], Callable[[], None]] | None = None,
 ) -> SweepOutcome:
     """Run ``spec`` to completion and return where its results are (nested under a recipe's
     run when ``parent_run_id`` is given). ``after_fit`` is called once Tune has returned, when
-    Ray is no longer needed: the sweep's own ending is MLflow's and Optuna's."""
+    Ray is no longer needed (the sweep's own ending is MLflow's and Optuna's), and returns a
+    function that waits for what it began: it is waited for before Tune's objects are let go."""
     space = get_space(spec.space)
     if spec.grid and space.kind != "grid":
         raise SpecError(
@@ -219,29 +221,45 @@ def _fit(
     run_id: str,
     expected: int,
     make_tuner: Callable[[], tune.Tuner],
-    after_fit: Callable[[], None] | None = None,
+    after_fit: Callable[[], Callable[[], None]] | None = None,
 ) -> SweepOutcome:
     """Make the Tuner and fit it with the sweep's run open: whatever stops it ends the run
-    (:mod:`study.tracking.lifecycle`); a signal, once Tune has stopped, is raised again."""
-    with tracking.ending(client, run_id, "sweep"):
-        tuner = make_tuner()
-        with tracking.fitting():
-            results = tuner.fit()
-        if after_fit is not None:
-            after_fit()
-        outcome = _finish(spec, client, exp_id, run_id, results, expected)
-        tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
-    if outcome.status == KILLED or tracking.is_confirm_round(spec):  # `study confirm` ranks
+    (:mod:`study.tracking.lifecycle`); a signal, once Tune has stopped, is raised again.
+
+    What ``after_fit`` began (Ray's shutdown) is waited for before this returns, while the
+    Tuner and its results are still held: their finalizers release Ray objects, and one that
+    runs while Ray is shutting down in another thread ends the process ("The core worker has
+    already been shutdown"), after a sweep whose ending took less time than the shutdown."""
+    wait: Callable[[], None] | None = None
+    try:
+        with tracking.ending(client, run_id, "sweep"):
+            tuner = make_tuner()
+            with tracking.fitting():
+                results = tuner.fit()
+            if after_fit is not None:
+                wait = after_fit()
+            outcome = _finish(spec, client, exp_id, run_id, results, expected)
+            tracking.raise_if_stopped(incomplete=outcome.status == KILLED)
+        if outcome.status == KILLED or tracking.is_confirm_round(spec):  # `study confirm` ranks
+            return outcome
+        _record_best(spec, client, run_id)
+        if get_space(spec.space).kind == "grid":
+            _record_grid_study(spec)
         return outcome
-    _record_best(spec, client, run_id)
-    if get_space(spec.space).kind == "grid":
-        uri, name = spec.tracking_uri or "", spec.name
-        try:
-            record_sweep(uri, spec.experiment_name, name, spec.metric, spec.mode, spec.optuna_url)
-        except Exception as err:  # the sweep is done: its Optuna record is a convenience
-            reason = " ".join(str(err).split())[:300]
-            print(f"[optuna] warning: no Optuna study of sweep {name}: {reason}", file=sys.stderr)
-    return outcome
+    finally:
+        if wait is not None:
+            wait()
+
+
+def _record_grid_study(spec: Spec) -> None:
+    """A grid sweep's trials as an Optuna study (:func:`record_sweep`); a failure is one
+    warning line, never a failed sweep."""
+    uri, name = spec.tracking_uri or "", spec.name
+    try:
+        record_sweep(uri, spec.experiment_name, name, spec.metric, spec.mode, spec.optuna_url)
+    except Exception as err:  # the sweep is done: its Optuna record is a convenience
+        reason = " ".join(str(err).split())[:300]
+        print(f"[optuna] warning: no Optuna study of sweep {name}: {reason}", file=sys.stderr)
 
 
 def _record_best(spec: Spec, client: MlflowClient, run_id: str) -> None:

@@ -159,6 +159,39 @@ def test_the_table_claim_pools_rows_by_random_effects():
     assert not two.testable and "too few rows" in two.untestable
 
 
+def test_rows_that_agree_more_than_their_noise_pool_with_tau2_zero_not_certainty():
+    """The LRD Table 1 case: four rows whose means differ less than their variances say
+    (Q < k − 1). Untruncated DerSimonian–Laird gave τ² < 0, a negative weight, a NaN standard
+    error and p = 0: "supported", by rows three of which point the other way."""
+    diffs = {
+        "SGDM": [-0.02, -0.15, -0.085],
+        "RMSprop": [0.06, -0.11, -0.025],
+        "Adam": [0.42, -0.33, 0.045],
+        "AMSGrad": [-0.07, -0.15, -0.11],
+    }
+    rows = {name: (seeds(d), seeds([0.0] * 3)) for name, d in diffs.items()}
+    evidence = across_rows(rows, sign=1)
+    means = np.array([np.mean(d) for d in diffs.values()])
+    variances = np.array([np.var(d, ddof=1) / 3 for d in diffs.values()])
+    weights = 1 / variances
+    assert "τ² = 0," in evidence.summary  # truncated: the rows agree
+    assert evidence.estimate == pytest.approx((weights * means).sum() / weights.sum())
+    assert evidence.estimate < 0 and 0.5 < evidence.p < 1
+    assert evidence.ci_low < evidence.estimate < evidence.ci_high < 0  # pooled, they point down
+    assert verdict_of(evidence) == NOT_SUPPORTED
+    assert "1 of 4 rows in the claimed direction" in evidence.summary
+
+
+def test_a_table_claim_leaves_out_rows_below_a_row_verdict_s_seeds():
+    rows = {f"r{i}": (seeds([1.0 + i, 1.2 + i]), seeds([0.5, 0.6])) for i in range(4)}
+    evidence = across_rows(rows, sign=1)
+    assert not evidence.testable and "too few rows: k = 0 until more seeds" in evidence.untestable
+    assert all("(2 paired seeds)" in line for line in evidence.missing)
+    assert verdict_of(evidence) == TOO_FEW  # a third seed per row makes it testable
+    two_rows = across_rows(dict(list(rows.items())[:2]), sign=1)
+    assert verdict_of(two_rows) == INCONCLUSIVE  # no seeds make two rows a table
+
+
 def test_a_claim_has_a_direction_or_is_refused():
     assert expected_sign("better", lower_is_better=True) == -1
     assert expected_sign("worse", lower_is_better=True) == 1

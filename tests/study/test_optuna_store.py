@@ -295,3 +295,39 @@ def test_a_grid_sweep_is_recorded_when_it_ends(grid_sweep):
     assert states == ["COMPLETE"] * 4 + ["FAIL"] * 4  # lr=1e12 diverges
     assert {t.params["seed"] for t in study.trials} == {0, 1}
     assert {"activation", "lr", "seed"} <= set(study.trials[0].params)
+
+
+def test_fit_waits_for_ray_s_shutdown_before_letting_tune_s_objects_go(tmp_path):
+    """Tune's results release Ray objects when they go; one released while Ray shuts down in
+    another thread ended the process ("The core worker has already been shutdown") after a
+    sweep whose ending was quicker than the shutdown."""
+    import weakref
+
+    from study import runner
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    spec = build_spec(
+        {"name": "order", "space": "drop_activation", "train": dict(TRAIN)},
+        {"tracking_uri": uri, "storage_path": str(tmp_path / "ray_results")},
+    )
+    client = MlflowClient(uri)
+    run_id = start_sweep_run(client, spec, {})
+    for seed in (0, 1):
+        record = {**BASE, **PLACE, "da_p": 0.8, "batch_size": 64, "seed": seed}
+        add_trial(client, run_id, record, {"val_error": val_error(0.8, seed)})
+    exp_id = client.get_run(run_id).info.experiment_id
+    events = []
+
+    def fit() -> _Results:
+        results = _Results()
+        weakref.finalize(results, events.append, "results released")
+        return results
+
+    def after_fit():
+        events.append("shutdown begun")
+        return lambda: events.append("shutdown done")
+
+    tuner = SimpleNamespace(fit=fit)
+    outcome = runner._fit(spec, client, exp_id, run_id, 2, lambda: tuner, after_fit)
+    assert outcome.status == "FINISHED"
+    assert events == ["shutdown begun", "shutdown done", "results released"]

@@ -31,15 +31,18 @@ T = TypeVar("T")
 # - one malloc arena: a reused worker runs each trial in a new thread, and glibc gives a new
 #   thread a new arena, where the trial before it left its freed memory; a worker's peak RSS
 #   then grew trial after trial (1.5 GB against 1.2 GB on the main job, the same speed);
-# - no usage statistics sent over the network (no default command touches it).
-LOCAL_ENV = {"MALLOC_ARENA_MAX": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-# The raylet starts one idle worker per CPU when the driver connects. Where the first trials
-# fill every CPU, those workers import what a trial needs (``trainables.tune``: torch, Ray Tune,
-# the trainer) while the driver is still setting up, and the first trials start on them at once
-# (with :func:`let_trials_use_idle_workers`); elsewhere they are not started at all (each would
-# hold torch's few hundred MB for nothing).
-WORKERS_AHEAD = {"RAY_preload_python_modules": "trainables.tune"}
-NO_WORKERS_AHEAD = {"RAY_enable_worker_prestart": "0", "RAY_prestart_worker_first_driver": "0"}
+# - no usage statistics sent over the network (no default command touches it);
+# - no idle workers started ahead: Tune gives each trainable actor a runtime environment of its
+#   own (``PL_DISABLE_FORK``), so no trial ever runs on them, and the ones a raylet starts (CPU
+#   seconds while the driver starts, ~100 MB each after) only cost. Letting the actors take
+#   them, with ``trainables.tune`` preloaded in them, was measured too: on 2 cores their imports
+#   competed with the driver's, and a sweep's fixed overhead grew from 10.1 to 13.1 s.
+LOCAL_ENV = {
+    "MALLOC_ARENA_MAX": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_enable_worker_prestart": "0",
+    "RAY_prestart_worker_first_driver": "0",
+}
 
 _started_here = False
 _start: Future[None] | None = None
@@ -131,14 +134,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
-def local_environment(spec: Spec) -> dict[str, str]:
-    """What a local instance for ``spec`` runs with: :data:`LOCAL_ENV`, and workers started
-    ahead only where the first trials take every one of them (one trial per CPU)."""
-    cpus = ray._private.utils.get_num_cpus()
-    trials = min(spec.budget.max_concurrent, int(cpus // spec.resources.cpus_per_trial))
-    return {**LOCAL_ENV, **(WORKERS_AHEAD if trials >= cpus else NO_WORKERS_AHEAD)}
-
-
 def start_early(spec: Spec) -> None:
     """Begin :func:`connect`'s Ray start in a thread, so that what the driver imports and sets
     up meanwhile overlaps it. ``ray.init`` is mostly the driver waiting on Ray's own processes
@@ -213,7 +208,7 @@ def _init(spec: Spec) -> None:
     try:
         if spec.address is None:
             _quiet_default_auth_note()
-            with loopback_only(), _environment(local_environment(spec)):
+            with loopback_only(), _environment(LOCAL_ENV):
                 ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)
@@ -257,22 +252,6 @@ def connect(spec: Spec) -> dict[str, float]:
         disconnect()
         raise
     return resources
-
-
-def let_trials_use_idle_workers() -> None:
-    """Let Tune's trial actors run on the idle workers a raylet started ahead.
-
-    Tune gives every trainable actor the runtime environment ``{"env_vars": {"PL_DISABLE_FORK":
-    "1"}}`` (a PyTorch Lightning workaround, ray-project/ray#28197; no trial here runs
-    Lightning), and an actor with a runtime environment never runs on those workers: Ray sets
-    up a new one for it (a second Python start) that then imports torch and Tune, seconds
-    before the first step of each of the first trials. Without the variable the actor needs no
-    runtime environment (unless the user's environment gives one: Tune passes on some
-    variables, such as AWS credentials, and then a new worker is set up as before).
-    """
-    from ray.tune.execution import class_cache
-
-    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
 def exit_without_collecting() -> None:

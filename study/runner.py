@@ -33,7 +33,7 @@ from trainables.tune import train_trial
 
 from . import tracking
 from .checkpoints import point_at_existing_checkpoints
-from .cluster import connect, connect_while, disconnect, let_trials_use_idle_workers
+from .cluster import connect, connect_while, disconnect
 from .optuna_store import record_sweep, search_storage
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
@@ -178,7 +178,6 @@ def _scheduler(spec: Spec) -> TrialScheduler:
 
 def trainable(spec: Spec):
     """The trial function with the spec's resources attached."""
-    let_trials_use_idle_workers()
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     return tune.with_resources(train_trial, resources)
 

@@ -43,6 +43,11 @@ def test_the_instance_outlives_the_start_and_disconnect_stops_it(early):
             cluster.start_early(spec)
         cluster.connect(spec)
         time.sleep(2)  # past the moment a finished starting thread would take the GCS down
+        import psutil
+        commands = [p.cmdline() for p in psutil.Process().children(recursive=True)]
+        workers = [c for c in commands if c and (c[0].startswith("ray::IDLE") or
+                   ("python" in c[0] and any(a.endswith("default_worker.py") for a in c)))]
+        assert workers == [], "idle workers started ahead (no trial can use them)"
         assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
         assert signal.getsignal(signal.SIGTERM) is handler, "Ray's sys.exit took SIGTERM over"
         cluster.disconnect()
@@ -63,86 +68,3 @@ def test_a_driver_that_fails_before_connecting_still_stops_the_early_start():
         assert not ray.is_initialized()
         """
     )
-
-
-def test_the_first_trials_run_on_the_workers_started_ahead_with_the_trainer_imported():
-    """A local raylet starts one idle worker per CPU, which imports ``trainables.tune`` while the
-    driver sets up; Tune's actors (without their Lightning variable) run on those workers."""
-    _run(
-        """
-        import os
-        import sys
-        import tempfile
-
-        import psutil
-        from ray import tune
-
-        # A 2-CPU machine, whatever runs the test: the main job's two trials fill it.
-        ray._private.utils.get_num_cpus = lambda *args, **kwargs: 2
-        cluster.start_early(spec)
-        cluster.connect(spec)
-
-        def idle_workers():
-            found = set()
-            for p in psutil.Process().children(recursive=True):
-                try:
-                    if p.cmdline()[:1] == ["ray::IDLE"]:
-                        found.add(p.pid)
-                except psutil.Error:
-                    pass
-            return found
-
-        cpus = int(ray.cluster_resources()["CPU"])  # one idle worker per CPU of the instance
-        deadline = time.time() + 120
-        while len(idle_workers()) < cpus and time.time() < deadline:
-            time.sleep(0.2)
-        ahead = idle_workers()
-        assert len(ahead) == cpus, ahead
-
-        def probe(config):
-            tune.report({"pid": os.getpid(), "preloaded": "trainables.tune" in sys.modules})
-
-        cluster.let_trials_use_idle_workers()
-        storage = tempfile.mkdtemp()
-        grid = {"x": tune.grid_search([1, 2])}
-        results = tune.Tuner(
-            tune.with_resources(probe, {"cpu": 1}),
-            param_space=grid,
-            run_config=tune.RunConfig(storage_path=storage, verbose=0),
-        ).fit()
-        ran_on = {r.metrics["pid"] for r in results}
-        assert ran_on <= ahead, (ran_on, ahead)
-        assert all(r.metrics["preloaded"] for r in results)
-        cluster.disconnect()
-        """
-    )
-
-
-@pytest.mark.parametrize(
-    ("cpus", "budget", "resources", "ahead"),
-    [
-        (2, {"max_concurrent": 2}, {"cpus_per_trial": 1}, True),  # the main job here
-        (4, {"max_concurrent": 2}, {"cpus_per_trial": 1}, False),  # two workers would idle
-        (2, {"max_concurrent": 2}, {"cpus_per_trial": 2}, False),  # one trial at a time
-        (2, {"max_concurrent": 4}, {"cpus_per_trial": 0.5}, True),
-    ],
-)
-def test_workers_start_ahead_only_where_the_first_trials_take_them_all(
-    monkeypatch, cpus, budget, resources, ahead
-):
-    import ray
-
-    from study import cluster
-    from study.spec import build_spec
-
-    monkeypatch.setattr(ray._private.utils, "get_num_cpus", lambda *args, **kwargs: cpus)
-    train = {"dataset": "digits", "model": "pgrid_cnn"}
-    spec = build_spec({"name": "n", "train": train, "budget": budget, "resources": resources}, {})
-    env = cluster.local_environment(spec)
-    assert env["MALLOC_ARENA_MAX"] == "1"
-    if ahead:
-        assert env["RAY_preload_python_modules"] == "trainables.tune"
-        assert "RAY_prestart_worker_first_driver" not in env
-    else:
-        assert env["RAY_prestart_worker_first_driver"] == "0"
-        assert "RAY_preload_python_modules" not in env

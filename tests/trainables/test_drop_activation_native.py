@@ -188,3 +188,34 @@ def test_a_killed_build_s_lock_is_removed_and_a_live_one_kept(tmp_path):
         assert _native.clear_stale_lock(tmp_path)
     assert not lock.exists()
     assert not _native.clear_stale_lock(tmp_path)  # nothing there: nothing to do
+
+
+def test_a_library_built_from_these_sources_loads_without_the_build_lock(tmp_path):
+    """Once built, a process loads the library directly: no lock, no ninja; a folder whose build
+    did not finish sends it back to the build."""
+    directory = _native.build_directory()
+    assert (directory / _native.STAMP).is_file()
+    assert directory.name.endswith(_native.source_digest()[:16])
+    code = (
+        "import time, torch\n"
+        "from torch.utils import cpp_extension\n"
+        "def refuse(*args, **kwargs): raise AssertionError('built again')\n"
+        "cpp_extension.load = refuse\n"
+        "from trainables.regularizers import _native\n"
+        "assert _native.available()\n"
+        "print(torch.ops.regstudy.geometric_positions)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (tmp_path / f"{_native.NAME}.so").write_bytes(b"")  # a build killed before it finished
+    assert not _native.load_built(tmp_path)
+    assert not _native.load_built(tmp_path / "none")
+
+
+def test_the_digest_covers_every_source_header_and_flag(monkeypatch):
+    before = _native.source_digest()
+    monkeypatch.setattr(_native, "FLAGS", ("-O2",))
+    assert _native.source_digest() != before
+    assert {p.name for p in (*_native.SOURCES, *_native.HEADERS)} == {
+        p.name for p in _native.CSRC.iterdir() if p.suffix in {".cpp", ".h"}
+    }

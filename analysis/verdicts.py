@@ -466,10 +466,11 @@ def across_rows(
     missing = tuple(f"row {row} left out" for row in left_out)
     if k < MIN_ROWS:
         untestable = f"too few rows: k = {k}"
-        if k + short >= MIN_ROWS:
+        seeds_would_do = k + short >= MIN_ROWS
+        if seeds_would_do:
             untestable += f" until more seeds finish (a row needs {MIN_SEEDS} paired seeds)"
         return Evidence(
-            TABLE, k, untestable=untestable, missing=missing, short_of_seeds=k + short >= MIN_ROWS
+            TABLE, k, untestable=untestable, missing=missing, short_of_seeds=seeds_would_do
         )
     result = combine_effects(np.array(effects), np.array(variances), method_re="pm")
     pooled = float(result.mean_effect_re)

@@ -221,14 +221,11 @@ class _Results(list):
     num_terminated = 2
 
 
-def test_a_grid_sweep_is_recorded_at_its_end_and_a_failed_record_only_warns(
-    tmp_path, monkeypatch, capsys
-):
-    from study import runner
-
+def _sweep_of_two_trials(tmp_path, name: str, space: str):
+    """A sweep's store as ``_fit`` finds it once Tune has returned: its run and two trials."""
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     spec = build_spec(
-        {"name": "pgrid", "space": "drop_activation_grid", "train": dict(TRAIN)},
+        {"name": name, "space": space, "train": dict(TRAIN)},
         {"tracking_uri": uri, "storage_path": str(tmp_path / "ray_results")},
     )
     client = MlflowClient(uri)
@@ -236,7 +233,15 @@ def test_a_grid_sweep_is_recorded_at_its_end_and_a_failed_record_only_warns(
     for seed in (0, 1):
         record = {**BASE, **PLACE, "da_p": 0.8, "batch_size": 64, "seed": seed}
         add_trial(client, run_id, record, {"val_error": val_error(0.8, seed)})
-    exp_id = client.get_run(run_id).info.experiment_id
+    return spec, client, client.get_run(run_id).info.experiment_id, run_id
+
+
+def test_a_grid_sweep_is_recorded_at_its_end_and_a_failed_record_only_warns(
+    tmp_path, monkeypatch, capsys
+):
+    from study import runner
+
+    spec, client, exp_id, run_id = _sweep_of_two_trials(tmp_path, "pgrid", "drop_activation_grid")
     tuner = SimpleNamespace(fit=_Results)
     assert runner._fit(spec, client, exp_id, run_id, 2, lambda: tuner).status == "FINISHED"
     assert len(optuna.load_study(study_name="pgrid", storage=spec.optuna_url).trials) == 2
@@ -305,17 +310,7 @@ def test_fit_waits_for_ray_s_shutdown_before_letting_tune_s_objects_go(tmp_path)
 
     from study import runner
 
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    spec = build_spec(
-        {"name": "order", "space": "drop_activation", "train": dict(TRAIN)},
-        {"tracking_uri": uri, "storage_path": str(tmp_path / "ray_results")},
-    )
-    client = MlflowClient(uri)
-    run_id = start_sweep_run(client, spec, {})
-    for seed in (0, 1):
-        record = {**BASE, **PLACE, "da_p": 0.8, "batch_size": 64, "seed": seed}
-        add_trial(client, run_id, record, {"val_error": val_error(0.8, seed)})
-    exp_id = client.get_run(run_id).info.experiment_id
+    spec, client, exp_id, run_id = _sweep_of_two_trials(tmp_path, "order", "drop_activation")
     events = []
 
     def fit() -> _Results:

@@ -549,9 +549,14 @@ def power_note(evidence: Evidence) -> str:
     return note
 
 
+def _seeded(evidence: Evidence) -> bool:
+    """A kind whose test pairs seeds, so that more seeds can make it testable."""
+    return evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM)
+
+
 def _verdict(evidence: Evidence, p_adj: float, against_adj: float) -> str:
     if not evidence.testable:
-        seeds_decide = evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM)
+        seeds_decide = _seeded(evidence) and evidence.n < MIN_SEEDS
         return TOO_FEW if seeds_decide or evidence.short_of_seeds else INCONCLUSIVE
     if p_adj < evidence.alpha:
         return EQUIVALENT if evidence.kind == EQUIVALENCE else SUPPORTED
@@ -563,7 +568,7 @@ def _verdict(evidence: Evidence, p_adj: float, against_adj: float) -> str:
 def _reason(evidence: Evidence, verdict: str, p_adj: float, against_adj: float, family: int) -> str:
     if not evidence.testable:
         reason = evidence.untestable
-        if evidence.kind in (DIRECTIONAL, EQUIVALENCE, OPTIMUM) and evidence.n:
+        if _seeded(evidence) and 0 < evidence.n < MIN_SEEDS:
             reason += f" (a verdict needs {MIN_SEEDS} paired seeds)"
     else:
         parts = [evidence.summary]

@@ -72,8 +72,12 @@ def cost(runs: pd.DataFrame, history) -> str:
     if times is None or times.empty:
         return ""
     per_run = times.drop_duplicates(["run_id", "step"]).groupby("run_id")["value"].sum()
-    threads = pd.to_numeric(finished.set_index("run_id").get("param.num_threads"), errors="coerce")
-    threads = threads.reindex(per_run.index).fillna(1.0) if threads is not None else 1.0
+    recorded = finished.set_index("run_id").get("param.num_threads")
+    threads = (
+        pd.to_numeric(recorded, errors="coerce").reindex(per_run.index).fillna(1.0)
+        if recorded is not None
+        else 1.0
+    )
     cpu_hours = float((per_run * threads).sum() / 3600)
     minutes = per_run / 60
     machines = sorted({str(m) for m in runs.get("machine", pd.Series(dtype=str)).dropna()})

@@ -4,7 +4,9 @@ Option ``convergence``: ``{method, baseline, expect, threshold, claim}``. ``thre
 number in the report's unit, or ``paper_baseline`` (the paper's number for the baseline arm of
 that row and group: "LRD reaches SGDM's final paper accuracy sooner"). A run reaches the
 threshold at the first epoch whose value is at least as good; a run that never does counts as
-epochs + 1 (censored), and is named as such. Epochs are compared seed by seed, fewer is better.
+epochs + 1 (censored), and is named as such. Epochs are compared seed by seed, fewer is better;
+a seed whose two runs both never get there is a tie, and a claim whose every paired seed is such
+a tie is untestable (the threshold is out of reach of the protocol, not a matter of seeds).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from ..aggregate import seed_stats
 from ..render import mean_std
-from ..verdicts import Draft
+from ..verdicts import DIRECTIONAL, Draft, Evidence
 from ._claims import ClaimSpec, compare, relation
 from ._common import Cell, as_text, units
 
@@ -73,7 +75,7 @@ def claims(table, options: dict[str, Any], runs: pd.DataFrame, history, scale: s
             threshold = _paper(options, table.setup[row], group, base_name)
             if threshold is None:
                 continue
-        cells = {}
+        cells, never = {}, {}
         for name in (method_name, base_name):
             ids = table.run_ids.get((row, group, name), [])
             curves = (
@@ -91,6 +93,7 @@ def claims(table, options: dict[str, Any], runs: pd.DataFrame, history, scale: s
                     censored.append(int(seeds[run_id]))
             stats = seed_stats(list(values.values()))
             cells[name] = Cell(values, stats, len(ids), 0)
+            never[name] = set(censored)
             records.append(
                 {
                     "row": table.name(row, group),
@@ -104,6 +107,9 @@ def claims(table, options: dict[str, Any], runs: pd.DataFrame, history, scale: s
         evidence = compare(
             spec, cells[method_name], cells[base_name], True, None, (method_name, base_name)
         )
+        paired = set(cells[method_name].values) & set(cells[base_name].values)
+        if paired and paired <= never[method_name] & never[base_name]:
+            evidence = _out_of_reach(evidence, threshold, len(paired))
         text = (
             spec.claim or "{method} reaches {threshold} in fewer epochs than {baseline} on {row}"
         ).format(
@@ -120,3 +126,11 @@ def claims(table, options: dict[str, Any], runs: pd.DataFrame, history, scale: s
         paper = "the paper's learning curves (no number given)"
         drafts.append(Draft(text, paper, measured, evidence, "", spec.counted_in or ""))
     return drafts, pd.DataFrame(records)
+
+
+def _out_of_reach(evidence: Evidence, threshold: float, n: int) -> Evidence:
+    """No paired seed reached the threshold in either arm: nothing to compare, whatever n is."""
+    why = f"neither arm reaches {threshold:g} within its epochs in any of the {n} paired seeds"
+    return Evidence(
+        DIRECTIONAL, evidence.n, evidence.estimate, untestable=why, missing=evidence.missing
+    )

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from analysis.reports import build_report, check_report, list_report_kinds
-from analysis.verdicts import NOT_SUPPORTED, SUPPORTED, TOO_FEW
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, TOO_FEW
 
 META = {"recipe": "demo", "scale": "paper", "title": "Demo", "experiment": "demo-paper"}
 
@@ -157,6 +157,86 @@ class TestCurve:
     def test_an_optimum_elsewhere_is_not_supported(self):
         optimum, _ = build_report(META, self.OPTIONS, self.runs(best=0.8)).claims
         assert optimum.verdict == NOT_SUPPORTED and "optimum at 0.8" in optimum.measured
+
+
+class TestConvergence:
+    """Epochs to reach the paper's baseline accuracy, LRD against no LRD, from test curves."""
+
+    OPTIONS = {
+        "kind": "comparison",
+        "unit": "accuracy%",
+        "rows": ["sweep.part"],
+        "row_labels": {"mnist": "MNIST FCNet"},
+        "groups": ["param.optimizer"],
+        "group_labels": {"sgd": "SGDM"},
+        "arm": "param.lrd_p",
+        "arms": {"1.0": "without LRD", "0.5": "with LRD"},
+        "baseline": "1.0",
+        "convergence": {
+            "method": "with LRD",
+            "baseline": "without LRD",
+            "expect": "better",
+            "threshold": "paper_baseline",
+        },
+        "paper": {"MNIST FCNet": {"SGDM": {"without LRD": 98.0, "with LRD": 98.4}}},
+    }
+    EPOCHS = 10
+
+    def curves(self, reach: dict[str, list[int | None]]):
+        """Runs and their test-error curves: each reaches 98% at the epoch given (None: never)."""
+        rows, curves = [], {}
+        for arm, epochs in reach.items():
+            for seed, at in enumerate(epochs):
+                run_id = f"{arm}-{seed}"
+                rows.append(
+                    {
+                        **run(0, seed, 0.015, optimizer="sgd", lrd_p=arm, epochs=self.EPOCHS),
+                        "run_id": run_id,
+                        "sweep.part": "mnist",
+                    }
+                )
+                curves[run_id] = [
+                    0.015 if at is not None and step >= at else 0.03
+                    for step in range(1, self.EPOCHS + 1)
+                ]
+
+        def history(ids, metric):
+            return pd.DataFrame(
+                [
+                    {"run_id": i, "step": step, "value": value}
+                    for i in ids
+                    for step, value in enumerate(curves[i], start=1)
+                ]
+            )
+
+        return pd.DataFrame(rows), history
+
+    def claim(self, reach):
+        runs, history = self.curves(reach)
+        report = build_report(META, self.OPTIONS, runs, history)
+        (claim,) = [c for c in report.claims if "fewer epochs" in c.claim]
+        return claim, report.tables["convergence"]
+
+    def test_reaching_the_threshold_sooner_on_every_seed_supports_the_claim(self):
+        claim, _ = self.claim({"0.5": [2, 3, 2, 3], "1.0": [5, 7, 6, 6]})
+        assert claim.verdict == SUPPORTED and claim.n == 4
+        assert "2.5 ± 0.6 vs 6.0 ± 0.8 epochs" in claim.measured
+
+    def test_a_run_that_never_reaches_counts_as_epochs_plus_one_and_is_named(self):
+        claim, table = self.claim({"0.5": [2, 3, 2], "1.0": [5, None, 6]})
+        baseline = table.set_index("arm").loc["without LRD"]
+        assert baseline["never reached (seeds)"] == "1"
+        assert "vs 7.3 ± 3.2 epochs" in claim.measured  # (5 + 11 + 6) / 3
+
+    def test_neither_arm_reaching_is_untestable_not_a_tie_nor_a_want_of_seeds(self):
+        claim, _ = self.claim({"0.5": [None, None, None], "1.0": [None, None, None]})
+        assert claim.verdict == INCONCLUSIVE
+        assert claim.reason.startswith("neither arm reaches 98 within its epochs")
+        assert "paired seeds)" not in claim.reason.removeprefix("neither")
+
+    def test_with_two_seeds_out_of_reach_is_still_too_few_seeds(self):
+        claim, _ = self.claim({"0.5": [None, None], "1.0": [None, None]})
+        assert claim.verdict == TOO_FEW and "(a verdict needs 3 paired seeds)" in claim.reason
 
 
 def test_norm_grid_judges_each_claim_in_its_declared_direction():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import inspect
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import ray
-from ray._private import ray_constants
+from ray._private import parameter, ray_constants
 
 from .spec import Spec, SpecError
 
@@ -122,6 +123,37 @@ def loopback_only() -> Iterator[None]:
 
 
 @contextmanager
+def without_idle_helpers() -> Iterator[None]:
+    """Start a local instance without the two helper processes a single-node sweep never uses:
+    the autoscaler's monitor (a fixed local node has nothing to scale) and the log monitor
+    (it streams worker output to the driver, which ``log_to_driver=False`` turns off).
+
+    ``ray start`` has switches for both (``--no-monitor``, ``--include-log-monitor=False``);
+    ``ray.init`` builds its node parameters without them, so they are set on the parameters
+    while the node starts. The two Python processes cost ~1 s of CPU while the driver starts
+    and 1 s of ``ray.shutdown`` (measured: start 5.3 → 4.1-5.4 s, shutdown 1.1 → 0.1-0.3 s
+    under load on 2 cores). A Ray whose parameters lack either field starts as it is.
+    """
+    params = inspect.signature(parameter.RayParams).parameters
+    if not {"no_monitor", "include_log_monitor"} <= params.keys():
+        yield
+        return
+    before = parameter.RayParams
+
+    class _Lean(before):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("no_monitor", True)
+            kwargs.setdefault("include_log_monitor", False)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = _Lean
+    try:
+        yield
+    finally:
+        parameter.RayParams = before
+
+
+@contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """``values`` in the environment while a local instance starts (its processes inherit them),
     each unless the user set it; the driver's own environment is restored after."""
@@ -208,7 +240,7 @@ def _init(spec: Spec) -> None:
     try:
         if spec.address is None:
             _quiet_default_auth_note()
-            with loopback_only(), _environment(LOCAL_ENV):
+            with loopback_only(), without_idle_helpers(), _environment(LOCAL_ENV):
                 ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)

@@ -48,6 +48,8 @@ def test_the_instance_outlives_the_start_and_disconnect_stops_it(early):
         workers = [c for c in commands if c and (c[0].startswith("ray::IDLE") or
                    ("python" in c[0] and any(a.endswith("default_worker.py") for a in c)))]
         assert workers == [], "idle workers started ahead (no trial can use them)"
+        helpers = [a for c in commands for a in c if a.endswith(("monitor.py", "log_monitor.py"))]
+        assert helpers == [], "the autoscaler's or the log monitor started (nothing uses them)"
         assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
         assert signal.getsignal(signal.SIGTERM) is handler, "Ray's sys.exit took SIGTERM over"
         cluster.disconnect()
@@ -68,3 +70,17 @@ def test_a_driver_that_fails_before_connecting_still_stops_the_early_start():
         assert not ray.is_initialized()
         """
     )
+
+
+def test_the_lean_start_sets_ray_s_own_switches_and_puts_its_parameters_back():
+    from ray._private import parameter
+
+    from study.cluster import without_idle_helpers
+
+    before = parameter.RayParams
+    with without_idle_helpers():
+        lean = parameter.RayParams()
+        asked = parameter.RayParams(no_monitor=False)
+    assert (lean.no_monitor, lean.include_log_monitor) == (True, False)
+    assert asked.no_monitor is False, "a caller's own choice is kept"
+    assert parameter.RayParams is before

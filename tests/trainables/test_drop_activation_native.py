@@ -98,8 +98,11 @@ def test_bad_arguments_are_refused_by_the_kernel():
         _native_forward(torch.randn(4, 4).t(), torch.tensor([1]), False)
 
 
-def _positions(numel: int, rate: float, seed: int) -> tuple[np.ndarray, torch.Tensor]:
+def _positions(
+    numel: int, rate: float, seed: int, words_before: int = 0
+) -> tuple[np.ndarray, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
+    torch.empty(words_before).uniform_(generator=generator)  # one engine word per float32
     chunks = [c.copy() for c in iter_positions(numel, rate, generator)]
     return np.concatenate([np.empty(0, dtype=np.int64), *chunks]), generator.get_state()
 
@@ -116,6 +119,17 @@ def test_compiled_positions_are_the_tensor_path_s_bit_for_bit(monkeypatch, rate,
     monkeypatch.setenv(_native.DISABLE_ENV, "0")
     tensors, tensors_state = _positions(numel, rate, seed)
     assert len(native) > 0 or rate < 1e-6
+    np.testing.assert_array_equal(native, tensors)
+    assert torch.equal(native_state, tensors_state)
+
+
+@pytest.mark.parametrize("words_before", [1, 623, 624, 1001])
+def test_compiled_positions_continue_an_engine_mid_stream(monkeypatch, words_before):
+    """The kernel draws the engine's words in bulk: from any point of its 624-word state (one
+    word short of a twist, at one, past one), the same stream and final state as uniform_."""
+    native, native_state = _positions(5_000, 0.3, 7, words_before)
+    monkeypatch.setenv(_native.DISABLE_ENV, "0")
+    tensors, tensors_state = _positions(5_000, 0.3, 7, words_before)
     np.testing.assert_array_equal(native, tensors)
     assert torch.equal(native_state, tensors_state)
 

@@ -11,6 +11,7 @@ recipe's options and are printed in the report.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -87,11 +88,13 @@ def run(
                 logged = config.active_knobs()
                 if runs.done(logged):
                     continue
+                start = time.perf_counter()
                 outcome = fit_and_predict(config)
                 runs.log(
                     logged,
                     {"test_error": outcome["test_mse"], "train_error": outcome["train_mse"]},
                     artifacts={"fit": outcome["fit"]},
+                    seconds=time.perf_counter() - start,
                 )
 
 
@@ -115,6 +118,7 @@ def build_report(
                 if f"param.{k}" in finished and len(known := finished[f"param.{k}"].dropna())
             )
             + ".",
+            history,
         ),
     )
     records, drafts = [], []

@@ -16,6 +16,7 @@ on its running statistics, Drop-Activation once random (train) and once leaky Re
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -203,8 +204,13 @@ def run(
             }
             if runs.done(config):
                 continue
+            start = time.perf_counter()
             ratio = monte_carlo_ratio(p, seed, options["mc_samples"], options["mc_width"])
-            runs.log(config, {"ratio": ratio, "closed_form": shift_ratio(p)})
+            runs.log(
+                config,
+                {"ratio": ratio, "closed_form": shift_ratio(p)},
+                seconds=time.perf_counter() - start,
+            )
     for seed in range(options["seeds"]):
         config = trial_config(seed, options)
         logged = {
@@ -214,8 +220,14 @@ def run(
         }
         if runs.done(logged):
             continue
+        start = time.perf_counter()
         final, histories = train_and_probe(config, options["probe_images"])
-        runs.log(logged, {**final, "closed_form": shift_ratio(config.da_p)}, histories=histories)
+        runs.log(
+            logged,
+            {**final, "closed_form": shift_ratio(config.da_p)},
+            histories=histories,
+            seconds=time.perf_counter() - start,
+        )
 
 
 SETTINGS = {
@@ -349,7 +361,7 @@ def build_report(
         meta["recipe"],
         meta["scale"],
         meta["title"],
-        intro(meta, runs, _settings(trained) + _left_out(runs, len(mc) + len(trained))),
+        intro(meta, runs, _settings(trained) + _left_out(runs, len(mc) + len(trained)), history),
     )
     drafts = []
     if not mc.empty:

@@ -12,6 +12,7 @@ LRD act element by element, so this is N independent runs in one tensor.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -95,9 +96,11 @@ def run(
         }
         if runs.done(config):
             continue
+        start = time.perf_counter()
         final, path = descend(
             starts, options["lr"], options["steps"], lrd_p, seed, options["record_every"]
         )
+        seconds = time.perf_counter() - start
         reached = np.linalg.norm(final - best, axis=1) < options["radius"]
         runs.log(
             config,
@@ -116,6 +119,7 @@ def run(
                     "minimum": best.tolist(),
                 }
             },
+            seconds=seconds,
         )
 
 
@@ -147,6 +151,7 @@ def build_report(
             "the recorded radius. Adam is deterministic, so it runs once; Adam+LRD runs once per "
             "seed, and a start counts as reached by LRD when most of its seeds reach it. The "
             "unit of the test is the start, never a seed of a deterministic arm.",
+            history,
         ),
     )
     finished = latest_finished(runs, ["param.lrd_p", "seed"])

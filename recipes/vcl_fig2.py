@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
@@ -268,7 +269,9 @@ def run(
             q: finite_n_angle(q, n, mixture, options["theory_subsets"])
             for q in {u.q for u in units}
         }
+        start = time.perf_counter()
         thetas, betas, history = train_units(units, n, mixture, options)
+        per_unit = (time.perf_counter() - start) / len(units)  # trained together, in one batch
         for i, unit in enumerate(units):
             metrics = unit_outcome(unit, thetas[i], float(betas[i]), mixture, options)
             metrics["finite_n_angle_deg"] = optimum[unit.q]
@@ -278,6 +281,7 @@ def run(
                 metrics,
                 histories={"angle_deg": history[:, i].tolist()},
                 artifacts={"sample": figure_sample(unit, thetas[i], mixture)} if shown else None,
+                seconds=per_unit,
             )
 
 
@@ -505,13 +509,13 @@ def build_report(
 ) -> Report:
     frame = _frame(runs) if len(runs) else runs
     if frame.empty:
-        return Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs))
+        return Report(meta["recipe"], meta["scale"], meta["title"], intro(meta, runs, "", history))
     mixture = _mixture(frame)
     report = Report(
         meta["recipe"],
         meta["scale"],
         meta["title"],
-        intro(meta, runs, _settings(frame, mixture) + left_out(runs, len(frame))),
+        intro(meta, runs, _settings(frame, mixture) + left_out(runs, len(frame)), history),
     )
     switches, switch_drafts = switch_rows(frame)
     drafts = phase_drafts(frame) + switch_drafts

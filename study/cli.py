@@ -497,7 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--set", action="append", metavar="FIELD=VALUE")
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.add_argument(
-        "--fresh", action="store_true", help="rerun finished or changed parts from scratch"
+        "--fresh",
+        action="store_true",
+        help="rerun finished or changed parts from scratch (sweep recipes; a script resumes)",
     )
     reproduce.set_defaults(run=cmd_reproduce)
 

@@ -79,6 +79,12 @@ def reproduce(
     uri = resolve_locations({"tracking_uri": overrides.get("tracking_uri")})["tracking_uri"]
     experiment = recipe.experiment(scale)
     options = {**recipe.scale(scale).options, **_script_options(recipe, overrides)}
+    if fresh and recipe.script is not None:
+        raise SpecError(
+            f"--fresh: recipe {recipe.name!r} is a script, which resumes from the trainings its "
+            f"store and run ledger hold (reports/{recipe.name}/{scale}/runs/); to retrain them, "
+            "remove that folder and run it against a store without its runs (--tracking-uri)"
+        )
     specs = {} if recipe.script is not None else recipe.specs(scale, overrides, parts)
     again = f"`study reproduce {name} --scale {scale}" + "".join(
         f" --part {p}" for p in parts or []

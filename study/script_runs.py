@@ -76,8 +76,14 @@ class ScriptRuns:
         metrics: dict[str, float],
         histories: dict[str, list[float]] | None = None,
         artifacts: dict[str, Any] | None = None,
+        seconds: float | None = None,
     ) -> str:
-        """Record a finished trial: params, final metrics, per-step histories, JSON artifacts."""
+        """Record a finished trial: params, final metrics, per-step histories, JSON artifacts.
+
+        ``seconds``, the training's wall time, is recorded as a sweep trial's is (an
+        ``epoch_time`` history, here of one step, and the torch threads it ran on), so a
+        report states the cost of a script's trainings as it does a sweep's.
+        """
         tags = {
             KIND_TAG: "trial",
             PARENT_TAG: self.parent_run_id,
@@ -90,7 +96,13 @@ class ScriptRuns:
         values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
         for key, series in (histories or {}).items():
             values += [Metric(key, float(v), stamp, step) for step, v in enumerate(series, 1)]
-        params = as_params(flatten(config))
+        flat = flatten(config)
+        if seconds is not None:
+            import torch
+
+            values.append(Metric("epoch_time", float(seconds), stamp, 1))
+            flat.setdefault("num_threads", torch.get_num_threads())
+        params = as_params(flat)
         return log_finished_trial(
             self.client, self.experiment_id, tags, params, values, artifacts or {}
         )

@@ -79,12 +79,13 @@ def cost(runs: pd.DataFrame, history) -> str:
         else 1.0
     )
     cpu_hours = float((per_run * threads).sum() / 3600)
-    minutes = per_run / 60
+    spread = per_run.std(ddof=1) if len(per_run) > 1 else 0.0
+    unit, size = ("min", 60) if per_run.mean() >= 60 else ("s", 1)
     machines = sorted({str(m) for m in runs.get("machine", pd.Series(dtype=str)).dropna()})
     where = "; ".join(machines) if machines else "not recorded by these runs"
     return (
-        f"- Cost: {minutes.mean():.1f} ± {minutes.std(ddof=1) if len(minutes) > 1 else 0:.1f} "
-        f"min per training (training loop, {len(per_run)} finished runs), "
+        f"- Cost: {per_run.mean() / size:.1f} ± {spread / size:.1f} {unit} per training "
+        f"(training loop, {len(per_run)} finished runs), "
         f"{cpu_hours:.2f} CPU-hours in all; ran on: {where}."
     )
 

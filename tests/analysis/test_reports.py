@@ -322,3 +322,58 @@ def test_a_single_seed_never_yields_a_verdict():
     ]
     (claim,) = build_report(META, TestComparison.OPTIONS, pd.DataFrame(rows)).claims
     assert claim.verdict == TOO_FEW and "too few seeds: n = 1" in claim.reason
+
+
+class TestCost:
+    """The intro's cost line: wall time per training from ``epoch_time``, CPU-hours by threads."""
+
+    @staticmethod
+    def history(seconds: dict[str, list[float]]):
+        def read(ids, metric):
+            assert metric == "epoch_time"
+            return pd.DataFrame(
+                [
+                    {"run_id": i, "step": step, "value": value}
+                    for i in ids
+                    for step, value in enumerate(seconds.get(i, []), start=1)
+                ]
+            )
+
+        return read
+
+    def test_minutes_per_training_and_cpu_hours_by_each_run_s_threads(self):
+        from analysis.reports._common import cost
+
+        runs = pd.DataFrame(
+            [
+                {**run(0, 0, 0.1), "param.num_threads": "2", "machine": "vm: 2 cores"},
+                {**run(1, 1, 0.1), "param.num_threads": "1", "machine": "vm: 2 cores"},
+                {**run(2, 2, 0.1), "status": "FAILED"},
+            ]
+        )
+        # r0: 3 epochs of 600 s, its second logged twice (a resumed run counts it once)
+        seconds = {"r0": [600.0, 600.0, 600.0], "r1": [1800.0], "r2": [9999.0]}
+        history = self.history(seconds)
+
+        def twice(ids, metric):
+            frame = history(ids, metric)
+            return pd.concat([frame, frame[frame["step"] == 2]])
+
+        line = cost(runs, twice)
+        assert line.startswith("- Cost: 30.0 ± 0.0 min per training (training loop, 2 finished")
+        assert "1.50 CPU-hours in all" in line  # 1800 s × 2 threads + 1800 s × 1 thread
+        assert line.endswith("ran on: vm: 2 cores.")
+
+    def test_short_trainings_in_seconds_and_one_thread_where_none_was_recorded(self):
+        from analysis.reports._common import cost
+
+        runs = pd.DataFrame([run(0, 0, 0.1), run(1, 1, 0.1)])
+        line = cost(runs, self.history({"r0": [20.0], "r1": [30.0]}))
+        assert "25.0 ± 7.1 s per training" in line and "0.01 CPU-hours" in line
+        assert "not recorded by these runs" in line
+
+    def test_no_times_recorded_no_line(self):
+        from analysis.reports._common import cost
+
+        assert cost(pd.DataFrame([run(0, 0, 0.1)]), self.history({})) == ""
+        assert cost(pd.DataFrame([run(0, 0, 0.1)]), None) == ""

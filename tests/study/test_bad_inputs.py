@@ -328,6 +328,13 @@ CASES = [
         "recipe 'lrd_table1' at quick has parts ['mnist'], not ['cifar10']",
     ),
     case(
+        "recipe-fresh-script",
+        "reproduce da_fig2 --fresh",
+        2,
+        "--fresh: recipe 'da_fig2' is a script",
+        "remove that folder",
+    ),
+    case(
         "recipe-override",
         "reproduce da_pgrid --set train.da_p=2",
         2,

@@ -115,6 +115,7 @@ def test_a_reduced_recipe_runs_end_to_end_and_reports(workdir, name):
     assert any(n.endswith(".csv") for n in names) and any(n.endswith(".png") for n in names)
     readme = (workdir / "reports" / name / "README.md").read_text()
     assert readme.startswith("# ") and "study reproduce" in readme
+    assert "\n- Cost: " in readme and "CPU-hours in all; ran on: " in readme  # every training timed
     claims = json.loads((workdir / "reports" / name / "claims.json").read_text())
     assert all(c["verdict"].removeprefix("pilot ") in VERDICTS for c in claims)
     assert all(c["verdict"].startswith("pilot ") for c in claims)

@@ -52,12 +52,13 @@ reproduce-quick: $(STAMP)
 		$(BIN)/study reproduce $$r --scale quick --quiet || exit 1; done
 	$(BIN)/study summary
 
-# The paper-scale artifacts this 2-core CPU affords that are not finished yet (issue 10; the
-# others' reports are committed), in the background. On the same machine each resumes where it
-# stopped (finished epochs are neither rerun nor logged twice); on a new one it continues from
-# its report's committed run ledger, training only what the ledger lacks. Progress:
-# logs/paper-cpu.log; commit reports/ with `study report NAME --scale paper` as it grows.
-PAPER_CPU := "lrd_table1 --part mnist"
+# The paper-scale artifacts this 2-core CPU affords (issue 10), in the background, one after
+# another; a finished one costs a second (its trainings are in its store or committed run
+# ledger). On the same machine each resumes where it stopped (finished epochs are neither rerun
+# nor logged twice; a script recipe resumes from its finished trainings); on a new one it
+# continues from its report's committed run ledger, training only what the ledger lacks.
+# Progress: logs/paper-cpu.log; commit reports/ with `study report NAME --scale paper` as it grows.
+PAPER_CPU := "lrd_toy" "vcl_fig2" "da_fig2" "da_property2" "lrd_table1 --part mnist"
 paper-cpu: $(STAMP)
 	mkdir -p logs
 	nohup setsid sh -c 'for r in $(PAPER_CPU); do $(BIN)/study reproduce $$r --scale paper --quiet; done; $(BIN)/study summary' >> logs/paper-cpu.log 2>&1 &

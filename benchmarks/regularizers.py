@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--lrd-rounds", type=int, default=10)
+    parser.add_argument("--lrd-rounds", type=int, default=20)
     parser.add_argument("--lrd-batch", type=int, default=128)
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1: as a trial of the main job runs)"

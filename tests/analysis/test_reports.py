@@ -15,6 +15,23 @@ def run(i, seed, value, **params) -> dict:
     return row
 
 
+def histories(series: dict[str, dict[str, list[float]]]):
+    """A report's ``history`` reader over ``{metric: {run_id: [value per step from 1]}}``."""
+
+    def read(ids, metric):
+        values = series.get(metric, {})
+        return pd.DataFrame(
+            [
+                {"run_id": i, "step": step, "value": value}
+                for i in ids
+                for step, value in enumerate(values.get(i, []), start=1)
+            ],
+            columns=["run_id", "step", "value"],
+        )
+
+    return read
+
+
 def test_unknown_kind_lists_the_known():
     with pytest.raises(ValueError, match="comparison"):
         build_report(META, {"kind": "pie"}, pd.DataFrame())
@@ -200,16 +217,7 @@ class TestConvergence:
                     for step in range(1, self.EPOCHS + 1)
                 ]
 
-        def history(ids, metric):
-            return pd.DataFrame(
-                [
-                    {"run_id": i, "step": step, "value": value}
-                    for i in ids
-                    for step, value in enumerate(curves[i], start=1)
-                ]
-            )
-
-        return pd.DataFrame(rows), history
+        return pd.DataFrame(rows), histories({"test_error": curves})
 
     def claim(self, reach):
         runs, history = self.curves(reach)
@@ -329,17 +337,7 @@ class TestCost:
 
     @staticmethod
     def history(seconds: dict[str, list[float]]):
-        def read(ids, metric):
-            assert metric == "epoch_time"
-            return pd.DataFrame(
-                [
-                    {"run_id": i, "step": step, "value": value}
-                    for i in ids
-                    for step, value in enumerate(seconds.get(i, []), start=1)
-                ]
-            )
-
-        return read
+        return histories({"epoch_time": seconds})
 
     def test_minutes_per_training_and_cpu_hours_by_each_run_s_threads(self):
         from analysis.reports._common import cost

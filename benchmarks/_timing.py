@@ -12,6 +12,12 @@ also counts the time this process waited for a core; the CPU clock counts only
 the work it did, so its ratios are the steadier measure of what a variant
 costs there (with one thread, where no thread spins waiting for another). On an
 accelerator only the wall clock means anything.
+
+A ratio is paired: each round's step time over the baseline's in the same round,
+whose neighbours in time shared the machine's state, then the median over rounds;
+its 95% interval is a bootstrap of that median over the rounds (scipy). On a
+shared 2-core machine a ratio moves by a few hundredths from run to run; the
+interval says how far.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -30,11 +38,27 @@ class Timing:
     median_s: float
     median_cpu_s: float
     samples: int
+    wall_s: tuple[float, ...] = ()  # per round, in round order
+    cpu_s: tuple[float, ...] = ()
+
+    def _paired(self, baseline: Timing, clock: str) -> np.ndarray:
+        if clock == "cpu":
+            return np.asarray(self.cpu_s) / np.asarray(baseline.cpu_s)
+        return np.asarray(self.wall_s) / np.asarray(baseline.wall_s)
 
     def ratio_to(self, baseline: Timing, clock: str = "wall") -> float:
-        if clock == "cpu":
-            return self.median_cpu_s / baseline.median_cpu_s
-        return self.median_s / baseline.median_s
+        """The median over rounds of this step's time over the baseline's in the same round."""
+        return float(np.median(self._paired(baseline, clock)))
+
+    def ratio_interval(self, baseline: Timing, clock: str = "wall") -> tuple[float, float]:
+        """A 95% bootstrap interval of :meth:`ratio_to` over the rounds."""
+        ratios = self._paired(baseline, clock)
+        if len(ratios) < 3:
+            return float("nan"), float("nan")
+        found = stats.bootstrap(
+            (ratios,), np.median, n_resamples=2000, method="percentile", random_state=0
+        )
+        return float(found.confidence_interval.low), float(found.confidence_interval.high)
 
 
 def _sync(device: torch.device | None) -> None:
@@ -65,6 +89,13 @@ def interleaved(
             cpu[name].append(time.process_time() - start_cpu)
             wall[name].append(time.perf_counter() - start)
     return {
-        n: Timing(n, statistics.median(wall[n]), statistics.median(cpu[n]), len(wall[n]))
+        n: Timing(
+            n,
+            statistics.median(wall[n]),
+            statistics.median(cpu[n]),
+            len(wall[n]),
+            tuple(wall[n]),
+            tuple(cpu[n]),
+        )
         for n in names
     }

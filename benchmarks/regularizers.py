@@ -29,10 +29,11 @@ WRN-28-10, besides the rows above.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,19 @@ from ._memory import peak_tensor_bytes
 from ._output import emit
 from ._timing import Timing, interleaved
 
-# what, setup, measured (the verdict's clock), wall-clock ratio (CPU rows), goal
-Row = tuple[str, str, float, float | None, float | None]
+
+class Row(NamedTuple):
+    """One line of the table: ``value`` on the verdict's clock, ``wall`` the wall-clock ratio
+    beside it (CPU rows), ``interval`` the 95% interval of a ratio (:mod:`._timing`)."""
+
+    what: str
+    setup: str
+    value: float
+    wall: float | None = None
+    goal: float | None = None
+    interval: tuple[float, float] | None = None
+
+
 PGRID = {"shape": (3, 32, 32), "batch": 128, "label": "p-grid net, batch 128, 3x32x32"}
 MAIN_JOB = {
     "shape": (1, 28, 28),
@@ -154,7 +166,7 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 def ratio_row(what: str, setup: str, t: Timing, base: Timing, clock: str, goal=None) -> Row:
     wall = t.ratio_to(base, "wall") if clock == "cpu" else None
-    return (what, setup, t.ratio_to(base, clock), wall, goal)
+    return Row(what, setup, t.ratio_to(base, clock), wall, goal, t.ratio_interval(base, clock))
 
 
 def saved_bytes(step: Callable[[], object]) -> int:
@@ -428,17 +440,21 @@ def render(rows: list[Row], device: torch.device, clock: str) -> str:
     second = "wall-clock ratio" if clock == "cpu" else ""
     lines = [
         f"Measured on {machine(device)}, torch {torch.__version__}, {device.type}; "
-        f"ratios of median {clock} time per step"
+        f"ratios: median over rounds of each round's {clock} time per step over the baseline's"
         + (" (wall-clock beside them: other processes share this CPU)" if clock == "cpu" else "")
-        + ".",
+        + "; 95% bootstrap interval in brackets.",
         "",
         f"| what | setup | measured | {second} | goal |",
         "|---|---|---|---|---|",
     ]
-    for what, setup, value, wall, goal in rows:
+    for row in (Row(*r) for r in rows):
+        value, goal = row.value, row.goal
         verdict = "" if goal is None else f"≤ {goal:g} {'met' if value <= goal else 'missed'}"
-        wall_text = "" if wall is None else f"{wall:.3f}"
-        lines.append(f"| {what} | {setup} | {value:.3f} | {wall_text} | {verdict} |")
+        wall_text = "" if row.wall is None else f"{row.wall:.3f}"
+        measured = f"{value:.3f}"
+        if row.interval is not None and not math.isnan(row.interval[0]):
+            measured += f" [{row.interval[0]:.3f}, {row.interval[1]:.3f}]"
+        lines.append(f"| {row.what} | {row.setup} | {measured} | {wall_text} | {verdict} |")
     return "\n".join(lines)
 
 

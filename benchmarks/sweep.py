@@ -111,6 +111,33 @@ def plain_main(configs_path: str, result_path: str) -> None:
     Path(result_path).write_text(json.dumps(trials))
 
 
+# ---- what a trial worker imports that a plain process does not -----------------------------------
+
+# In a fresh process: the trainer first (what a plain process holds), then each module a trial
+# worker adds, RSS after each (MiB); Tune's trainable imports ray.tune, whose package imports
+# pandas (and with it pyarrow) and ray.train at import.
+_IMPORT_COST = """
+import importlib, json, sys
+from benchmarks._probe.sitecustomize import memory_kib
+import trainables.train
+steps = {"trainer": memory_kib()["VmRSS"]}
+for name in ("ray", "pandas", "ray.train", "ray.tune.trainable.function_trainable"):
+    importlib.import_module(name)
+    steps[name] = memory_kib()["VmRSS"]
+print(json.dumps(steps))
+"""
+
+
+def import_cost() -> dict[str, float]:
+    """MiB of RSS each module a trial worker imports beyond the trainer adds, in order."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_COST], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    steps = json.loads(done.stdout)
+    names = list(steps)
+    return {b: (steps[b] - steps[a]) / 1024 for a, b in itertools.pairwise(names)}
+
+
 # ---- the driver ---------------------------------------------------------------------------------
 
 
@@ -271,7 +298,7 @@ def _row(name: str, setup: str, values: list[float], goal=None, digits: int = 2)
     return (name, setup + _spread(values, digits), _median(values), goal)
 
 
-def rows(sweeps: list[Sweep], plains: list[Plain], spec) -> list[Row]:
+def rows(sweeps: list[Sweep], plains: list[Plain], spec, imports: dict[str, float]) -> list[Row]:
     trials = len(trial_configs(spec))
     job = f"{spec.name}: {trials} trainings × {spec.budget.epochs} epochs, {SLOTS} at a time"
     gaps = [g for s in sweeps for g in s.gaps]
@@ -345,6 +372,12 @@ def rows(sweeps: list[Sweep], plains: list[Plain], spec) -> list[Row]:
         ),
         _row("trial worker peak RSS, GiB", "VmHWM", worker),
         _row("plain process peak RSS, GiB", "VmHWM", plain),
+        (
+            "a worker's imports beyond the trainer, MiB",
+            "RSS in a fresh process: " + ", ".join(f"{m} {v:.0f}" for m, v in imports.items()),
+            sum(imports.values()),
+            None,
+        ),
     ]
 
 
@@ -403,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(QUICK) if args.quick else {}
     header = machine()
     sweeps, plains = measure(rounds, overrides)
-    table = render(rows(sweeps, plains, main_job(overrides)), header, rounds, args.quick)
+    imports = import_cost()
+    table = render(rows(sweeps, plains, main_job(overrides), imports), header, rounds, args.quick)
     emit(table, args.out)
     return 0
 

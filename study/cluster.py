@@ -37,15 +37,20 @@ T = TypeVar("T")
 #   own (``PL_DISABLE_FORK``), so no trial ever runs on them, and the ones a raylet starts (CPU
 #   seconds while the driver starts, ~100 MB each after) only cost. Letting the actors take
 #   them, with ``trainables.tune`` preloaded in them, was measured too: on 2 cores their imports
-#   competed with the driver's, and a sweep's fixed overhead grew from 10.1 to 13.1 s.
+#   competed with the driver's, and a sweep's fixed overhead grew from 10.1 to 13.1 s;
+# - ``PL_DISABLE_FORK=1``, what Tune sets on each trainable actor (ray-project/ray#28197), for the
+#   whole instance, so that the actors need no runtime environment of their own
+#   (:func:`trial_actors_in_instance_env`).
 LOCAL_ENV = {
     "MALLOC_ARENA_MAX": "1",
+    "PL_DISABLE_FORK": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_enable_worker_prestart": "0",
     "RAY_prestart_worker_first_driver": "0",
 }
 
 _started_here = False
+_instance_env: dict[str, str] = {}  # LOCAL_ENV's keys as a local instance started here has them
 _start: Future[None] | None = None
 _release = threading.Event()  # lets start_early's thread end once Ray is shut down
 _stopping = threading.Lock()
@@ -154,6 +159,31 @@ def without_idle_helpers() -> Iterator[None]:
 
 
 @contextmanager
+def trial_actors_in_instance_env() -> Iterator[None]:
+    """While Tune runs trials on a local instance started here, its trainable actors without the
+    runtime environment Tune gives each one (``{"env_vars": {"PL_DISABLE_FORK": "1"}}``), which
+    every process of the instance already has (:data:`LOCAL_ENV`).
+
+    Ray starts the worker of an actor that has a runtime environment through its
+    ``setup_worker.py``: a Python that imports Ray only to set the variables and exec the real
+    worker, which imports Ray again (0.3-0.4 s on the path to each trial process's first step).
+    Elsewhere (a cluster, a session the caller opened, variables the instance lacks) Tune's
+    environment is kept; so is any variable Tune copies from the driver (cloud credentials).
+    """
+    from ray.tune.execution import class_cache
+
+    tune_env = class_cache.DEFAULT_ENV_VARS
+    if not (_instance_env and tune_env.items() <= _instance_env.items()):
+        yield
+        return
+    class_cache.DEFAULT_ENV_VARS = {}
+    try:
+        yield
+    finally:
+        class_cache.DEFAULT_ENV_VARS = tune_env
+
+
+@contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """``values`` in the environment while a local instance starts (its processes inherit them),
     each unless the user set it; the driver's own environment is restored after."""
@@ -234,7 +264,7 @@ def _init(spec: Spec) -> None:
     take over the driver's own (:mod:`study.tracking.lifecycle`: a SIGTERM ends the runs with
     their reason and says how to continue); the handler that was there is put back.
     """
-    global _started_here
+    global _started_here, _instance_env
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM) if main else None
     try:
@@ -242,6 +272,7 @@ def _init(spec: Spec) -> None:
             _quiet_default_auth_note()
             with loopback_only(), without_idle_helpers(), _environment(LOCAL_ENV):
                 ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+                _instance_env = {key: os.environ[key] for key in LOCAL_ENV}
         else:
             ray.init(address=spec.address, configure_logging=False, log_to_driver=False)
         _started_here = True
@@ -323,6 +354,7 @@ def disconnect() -> None:
             _stop_autoscaler()
             ray.shutdown()
         _started_here = False
+        _instance_env.clear()
         _release.set()
 
 

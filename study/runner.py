@@ -33,7 +33,7 @@ from trainables.tune import train_trial
 
 from . import tracking
 from .checkpoints import point_at_existing_checkpoints
-from .cluster import connect, connect_while, disconnect
+from .cluster import connect, connect_while, disconnect, trial_actors_in_instance_env
 from .optuna_store import record_sweep, search_storage
 from .preflight import checkpoint_need, preflight
 from .progress import ProgressPrinter
@@ -233,7 +233,7 @@ def _fit(
     try:
         with tracking.ending(client, run_id, "sweep"):
             tuner = make_tuner()
-            with tracking.fitting():
+            with tracking.fitting(), trial_actors_in_instance_env():
                 results = tuner.fit()
             if after_fit is not None:
                 wait = after_fit()

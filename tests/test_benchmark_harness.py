@@ -4,11 +4,13 @@ probes record. The benchmarks' numbers are only as good as these."""
 from __future__ import annotations
 
 import argparse
+import math
 
 import pytest
 import torch
 
-from benchmarks import loader, make_run, packing, sweep
+from benchmarks import loader, make_run, packing, regularizers, sweep
+from benchmarks._timing import Timing, interleaved
 from trainables.data import Split
 
 
@@ -40,6 +42,36 @@ def test_sweep_render_marks_goals_met_and_missed():
     assert "| a | s | 0.900 | ≥ 0.85 met |" in table
     assert "| b | s | 12.000 | ≤ 10 missed |" in table
     assert "| c | s | 1.000 |  |" in table
+
+
+def test_a_ratio_pairs_each_round_with_the_baseline_s_same_round():
+    """A slow spell that hits both variants of a round cancels out of the paired ratio; the
+    ratio of the two medians would mix rounds (here 2.0 against the true 1.1)."""
+    base = Timing("base", 0, 0, 5, wall_s=(1.0, 1.0, 1.0, 10.0, 10.0))
+    slower = Timing("slower", 0, 0, 5, wall_s=(1.1, 1.1, 11.0, 11.0, 11.0))
+    assert slower.ratio_to(base) == pytest.approx(1.1)
+    low, high = slower.ratio_interval(base)
+    assert low <= 1.1 <= high
+    two = Timing("two", 0, 0, 2, wall_s=(1.0, 1.0))
+    assert all(math.isnan(end) for end in two.ratio_interval(two)), "no interval from 2 rounds"
+
+
+def test_interleaved_keeps_every_round_and_the_table_shows_the_interval():
+    calls = {"a": lambda: sum(range(2000)), "b": lambda: sum(range(4000))}
+    timings = interleaved(calls, rounds=5, warmup=0)
+    assert len(timings["a"].wall_s) == len(timings["a"].cpu_s) == 5
+    row = regularizers.ratio_row("b / a", "s", timings["b"], timings["a"], "wall", 9.0)
+    assert row.interval[0] <= row.value <= row.interval[1]
+    table = regularizers.render([row, ("plain", "s", 2.0, None, None)], torch.device("cpu"), "cpu")
+    assert f"| {row.value:.3f} [{row.interval[0]:.3f}, {row.interval[1]:.3f}] |" in table
+    assert "| plain | s | 2.000 |  |  |" in table
+    assert "≤ 9 met" in table
+
+
+def test_import_cost_lists_what_a_worker_adds_to_the_trainer_in_order():
+    cost = sweep.import_cost()
+    assert list(cost) == ["ray", "pandas", "ray.train", "ray.tune.trainable.function_trainable"]
+    assert cost["ray"] > 5 and cost["pandas"] > 5, "each of these is tens of MiB"
 
 
 def test_make_run_render_ratios_against_the_base(tmp_path):

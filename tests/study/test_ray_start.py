@@ -84,3 +84,41 @@ def test_the_lean_start_sets_ray_s_own_switches_and_puts_its_parameters_back():
     assert (lean.no_monitor, lean.include_log_monitor) == (True, False)
     assert asked.no_monitor is False, "a caller's own choice is kept"
     assert parameter.RayParams is before
+
+
+def test_trial_actors_on_an_instance_started_here_carry_no_runtime_env_of_their_own():
+    """Tune's per-actor ``PL_DISABLE_FORK=1`` is the instance's own there, so a trial's worker
+    starts without Ray's setup_worker.py and still sees the variable; Tune's is put back after."""
+    _run(
+        """
+        import os
+        from ray.tune.execution import class_cache
+
+        class Probe:
+            def look(self):
+                context = ray.get_runtime_context()
+                return os.environ.get("PL_DISABLE_FORK"), context.runtime_env.get("env_vars")
+
+        tune_env = class_cache.DEFAULT_ENV_VARS
+        cluster.start_early(spec)
+        cluster.connect(spec)
+        with cluster.trial_actors_in_instance_env():
+            actor = class_cache._ActorClassCache().get(Probe).remote()
+        assert ray.get(actor.look.remote(), timeout=120) == ("1", None)
+        assert class_cache.DEFAULT_ENV_VARS is tune_env
+        cluster.disconnect()
+        with cluster.trial_actors_in_instance_env():  # no instance of this module's any more
+            assert class_cache.DEFAULT_ENV_VARS is tune_env
+        """
+    )
+
+
+def test_trial_actors_keep_tune_s_runtime_env_on_a_session_opened_elsewhere():
+    from ray.tune.execution import class_cache
+
+    from study.cluster import trial_actors_in_instance_env
+
+    tune_env = class_cache.DEFAULT_ENV_VARS
+    with trial_actors_in_instance_env():
+        assert class_cache.DEFAULT_ENV_VARS is tune_env
+        assert tune_env == {"PL_DISABLE_FORK": "1"}, "Tune's own actor environment changed"

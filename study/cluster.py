@@ -33,11 +33,11 @@ T = TypeVar("T")
 #   thread a new arena, where the trial before it left its freed memory; a worker's peak RSS
 #   then grew trial after trial (1.5 GB against 1.2 GB on the main job, the same speed);
 # - no usage statistics sent over the network (no default command touches it);
-# - no idle workers started ahead: Tune gives each trainable actor a runtime environment of its
-#   own (``PL_DISABLE_FORK``), so no trial ever runs on them, and the ones a raylet starts (CPU
-#   seconds while the driver starts, ~100 MB each after) only cost. Letting the actors take
-#   them, with ``trainables.tune`` preloaded in them, was measured too: on 2 cores their imports
-#   competed with the driver's, and a sweep's fixed overhead grew from 10.1 to 13.1 s;
+# - no idle workers started ahead: they cost CPU while the driver starts and ~100 MB each after.
+#   Trial actors can take them (they carry no runtime environment of their own here), but with
+#   ``trainables.tune`` preloaded in them the imports competed with the driver's on 2 cores (a
+#   sweep's fixed overhead grew from 10.1 to 13.1 s), and with Ray alone imported the first step
+#   came no sooner (2.5 against 2.6 s after Tune's start);
 # - ``PL_DISABLE_FORK=1``, what Tune sets on each trainable actor (ray-project/ray#28197), for the
 #   whole instance, so that the actors need no runtime environment of their own
 #   (:func:`trial_actors_in_instance_env`).

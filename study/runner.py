@@ -42,6 +42,7 @@ from .spec import Spec, SpecError
 from .storage import exists, filesystem, refuse_name_in_use
 from .tracking import FINISHED, KILLED, MlflowTrialLogger
 from .trials import base_trial_config, grid_axes, grid_trial_configs
+from .warmup import ImportWhileTraining, wait_for_imports
 
 RECORD_FILE = "regstudy_sweep.json"
 
@@ -248,6 +249,7 @@ def _fit(
     finally:
         if wait is not None:
             wait()
+        wait_for_imports()
 
 
 def _record_grid_study(spec: Spec) -> None:
@@ -297,7 +299,11 @@ def _new_tuner(
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=spec.storage_path,
-            callbacks=[logger, ProgressPrinter(spec.metric, spec.mode, expected=expected)],
+            callbacks=[
+                logger,
+                ProgressPrinter(spec.metric, spec.mode, expected=expected),
+                ImportWhileTraining(),
+            ],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=verbose,

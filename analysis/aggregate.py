@@ -7,7 +7,7 @@ runs enter the statistics.
 
 ``scipy.stats`` is imported where an interval or a test is computed, not with the module: a
 sweep's driver imports this module before its first trial and needs the statistics only after
-its last (0.4-0.5 s of imports off the path to the first training step; `study.runner` imports
+its last (0.4-0.5 s of imports off the path to the first training step; `study.warmup` imports
 them while the trials train).
 """
 

@@ -34,12 +34,23 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Timing:
+    """One step function's seconds per call, per round in round order, on both clocks."""
+
     name: str
-    median_s: float
-    median_cpu_s: float
-    samples: int
-    wall_s: tuple[float, ...] = ()  # per round, in round order
+    wall_s: tuple[float, ...]
     cpu_s: tuple[float, ...] = ()
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.wall_s)
+
+    @property
+    def median_cpu_s(self) -> float:
+        return statistics.median(self.cpu_s)
+
+    @property
+    def samples(self) -> int:
+        return len(self.wall_s)
 
     def _paired(self, baseline: Timing, clock: str) -> np.ndarray:
         if clock == "cpu":
@@ -88,14 +99,4 @@ def interleaved(
             _sync(device)
             cpu[name].append(time.process_time() - start_cpu)
             wall[name].append(time.perf_counter() - start)
-    return {
-        n: Timing(
-            n,
-            statistics.median(wall[n]),
-            statistics.median(cpu[n]),
-            len(wall[n]),
-            tuple(wall[n]),
-            tuple(cpu[n]),
-        )
-        for n in names
-    }
+    return {n: Timing(n, tuple(wall[n]), tuple(cpu[n])) for n in names}

@@ -47,12 +47,12 @@ def test_sweep_render_marks_goals_met_and_missed():
 def test_a_ratio_pairs_each_round_with_the_baseline_s_same_round():
     """A slow spell that hits both variants of a round cancels out of the paired ratio; the
     ratio of the two medians would mix rounds (here 2.0 against the true 1.1)."""
-    base = Timing("base", 0, 0, 5, wall_s=(1.0, 1.0, 1.0, 10.0, 10.0))
-    slower = Timing("slower", 0, 0, 5, wall_s=(1.1, 1.1, 11.0, 11.0, 11.0))
+    base = Timing("base", wall_s=(1.0, 1.0, 1.0, 10.0, 10.0))
+    slower = Timing("slower", wall_s=(1.1, 1.1, 11.0, 11.0, 11.0))
     assert slower.ratio_to(base) == pytest.approx(1.1)
     low, high = slower.ratio_interval(base)
     assert low <= 1.1 <= high
-    two = Timing("two", 0, 0, 2, wall_s=(1.0, 1.0))
+    two = Timing("two", wall_s=(1.0, 1.0))
     assert all(math.isnan(end) for end in two.ratio_interval(two)), "no interval from 2 rounds"
 
 

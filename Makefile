@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.regularizers --out benchmarks/results/regularizers-cpu.md
 	$(BIN)/python -m benchmarks.loader --out benchmarks/results/loader-cpu.md
+	$(BIN)/python -m benchmarks.dataset_read --out benchmarks/results/dataset-read-cpu.md
 	$(BIN)/python -m benchmarks.sweep --out benchmarks/results/sweep-cpu.md
 	$(BIN)/python -m benchmarks.sweep --quick --rounds 3 --out benchmarks/results/sweep-quick-cpu.md
 

@@ -9,7 +9,6 @@ of torchvision's reading code runs as it is. Unpatched, our files are refused â€
 """
 
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from scipy.io import savemat
 from torchvision import datasets
 from torchvision.datasets.utils import calculate_md5
 
+from tests.dataset_files import write_idx
 from trainables.data import LazySplit, TorchLoader, load_dataset, make_loader
 from trainables.data.sources import FASHION_MNIST_DIR
 
@@ -117,14 +117,6 @@ def test_svhn_trains_on_train_plus_extra_with_label_10_as_digit_0(tmp_path, monk
     assert splits.train.targets.tolist() == [0] * 8
     assert torch.equal(splits.test.inputs, torch.from_numpy(pattern(4)))
     assert len(load_dataset("svhn", root=tmp_path, val_fraction=0, extra=False).train) == 5
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    """The IDX format of (E)MNIST: magic (0, 0, type 0x08 = uint8, ndim), big-endian dims, data."""
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def test_emnist_images_are_transposed_upright(tmp_path):

@@ -1,12 +1,14 @@
 """The papers' image datasets, read through torchvision's own dataset classes.
 
 Online and offline users share this one path: ``download=True`` is torchvision's downloader,
-and offline copies are laid out by ``prepare_datasets`` exactly as torchvision expects.
+and offline copies are laid out by ``prepare_datasets`` exactly as torchvision expects. What
+torchvision decodes is kept as a copy (:mod:`..decoded`) that later processes read
+without importing torchvision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..decoded import decoded_dir, read_through
 from ..registry import DatasetInfo, SourceData, missing_data_error, register_dataset
 from ..splits import Split
 
@@ -29,7 +32,8 @@ class TorchvisionSet:
     """How to read one torchvision dataset class into uint8 (N,C,H,W) tensors.
 
     ``cls`` names the class in ``torchvision.datasets``, imported when a split is read: importing
-    torchvision costs a process seconds, and a sweep's driver only plans with these entries."""
+    torchvision costs a process seconds, and a sweep's driver only plans with these entries.
+    ``sources`` are the globs, under ``folder``, of the files the class reads."""
 
     cls: str
     folder: str
@@ -41,6 +45,7 @@ class TorchvisionSet:
     common: dict[str, Any] = field(default_factory=dict)
     targets_attr: str = "targets"
     transpose: bool = False
+    sources: tuple[str, ...] = ("**/*",)
 
 
 def read_split(name: str, spec: TorchvisionSet, root: Path, download: bool, **part: Any) -> Split:
@@ -64,10 +69,30 @@ def _concat(splits: list[Split]) -> Split:
     return Split(torch.cat([s.inputs for s in splits]), torch.cat([s.targets for s in splits]))
 
 
-def build(name: str, spec: TorchvisionSet, root: Path, download: bool) -> SourceData:
+def read(name: str, spec: TorchvisionSet, root: Path, download: bool) -> SourceData:
+    """``spec``'s splits as torchvision reads them."""
     train = _concat([read_split(name, spec, root, download, **part) for part in spec.train_parts])
     test = read_split(name, spec, root, download, **spec.test_part)
     return SourceData(train=train, test=test, num_classes=spec.num_classes)
+
+
+def source_files(spec: TorchvisionSet, root: Path) -> list[Path]:
+    """The files under ``root`` that torchvision reads for ``spec`` (none when absent)."""
+    folder = root / spec.folder
+    copies = decoded_dir(root)
+    found = {p for pattern in spec.sources for p in folder.glob(pattern) if p.is_file()}
+    return sorted(p for p in found if copies not in p.parents)
+
+
+def build(name: str, spec: TorchvisionSet, root: Path, download: bool) -> SourceData:
+    """``spec``'s splits: from their decoded copy if the files are unchanged, else torchvision."""
+    return read_through(
+        name,
+        root,
+        partial(source_files, spec, root),
+        asdict(spec),
+        partial(read, name, spec, root, download),
+    )
 
 
 def _download_hint(name: str) -> str:
@@ -123,6 +148,7 @@ _SVHN = TorchvisionSet(
     train_parts=({"split": "train"}, {"split": "extra"}),
     test_part={"split": "test"},
     targets_attr="labels",
+    sources=("train_32x32.mat", "extra_32x32.mat", "test_32x32.mat"),
 )
 
 

@@ -3,8 +3,8 @@
 Reading through torchvision costs a fresh process ``import torchvision`` (its detection ops import
 ``torch._dynamo``, which the optimizer would import anyway) and the decoding: pickled batches and
 their MD5s for CIFAR, ``.mat`` files for SVHN. A copy of the decoded uint8 tensors, in
-``torch.save``'s format, is read back in a fraction of that (``benchmarks.dataset_read``: CIFAR-10
-0.65x, MNIST 0.78x of the wall time, with less RSS).
+``torch.save``'s format, is read back in less (``benchmarks.dataset_read``: CIFAR-10 in 0.66x
+the wall time, MNIST in 0.95x, each with less RSS).
 
 A copy is named by what was read (the dataset, its reader's settings, torchvision's version) and
 by the path, size and modification time of every source file, so an edited, re-provisioned or

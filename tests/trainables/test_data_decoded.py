@@ -157,3 +157,9 @@ def test_without_its_files_a_set_is_left_to_its_reader_to_refuse(tmp_path):
     with pytest.raises(FileNotFoundError, match="mnist"):
         load_dataset("mnist", root=tmp_path)
     assert copies(tmp_path) == []
+
+
+def test_a_source_file_that_vanishes_while_listed_is_left_to_the_reader(tmp_path):
+    gone = tmp_path / "gone"
+    built = read_through("set", tmp_path, lambda: [gone], {}, partial(small_source, 7))
+    assert int(built.test.inputs[0, 0, 0, 0]) == 7

@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 
-from benchmarks import loader, make_run, packing, regularizers, sweep
+from benchmarks import dataset_read, loader, make_run, packing, regularizers, sweep
 from benchmarks._timing import Timing, interleaved
+from tests.dataset_files import N_TRAIN, write_mnist
 from trainables.data import Split
+from trainables.data.decoded import decoded_dir
 
 
 def _call(pid: int, trial: str, start: float, end: float, cpu: float) -> dict:
@@ -105,3 +107,23 @@ def test_loader_rows_interleave_both_loaders_and_give_their_ratio():
 
 def test_packing_runs_its_processes_together_and_reports_a_rate():
     assert packing.throughput("cpu", 2, 1) > 0
+
+
+def test_dataset_read_pairs_fresh_processes_with_and_without_the_copy(tmp_path):
+    write_mnist(tmp_path)
+    timings, rss = dataset_read.measure("mnist", tmp_path, rounds=2, checksums={})
+    assert [t.samples for t in timings.values()] == [2, 2] and set(rss) == {True, False}
+    assert len(list(decoded_dir(tmp_path).glob("mnist-*.pt"))) == 1
+    lines = dataset_read.rows("MNIST", "small", timings, rss)
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| MNIST: read, copy / torchvision, wall",
+        "| MNIST: read, copy / torchvision, CPU",
+        "| MNIST: RSS the read adds, MiB",
+    ]
+
+
+def test_dataset_read_without_a_copy_goes_through_torchvision(tmp_path):
+    write_mnist(tmp_path)
+    run = dataset_read.read_once("mnist", tmp_path, copy=False, checksums={})
+    assert run["n"] == N_TRAIN - round(0.1 * N_TRAIN)
+    assert not decoded_dir(tmp_path).exists()

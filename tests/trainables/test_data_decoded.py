@@ -6,26 +6,13 @@ import subprocess
 import sys
 from functools import partial
 
-import numpy as np
 import pytest
 import torch
 
-from tests.dataset_files import write_idx
+from tests.dataset_files import N_TEST, N_TRAIN, write_mnist
 from trainables.data import LazySplit, SourceData, Split, load_dataset
 from trainables.data.decoded import DECODED_DIR_VARIABLE, decoded_dir, read_through
 from trainables.data.sets import torchvision_sets
-
-N_TRAIN, N_TEST = 12, 5
-
-
-def write_mnist(root, labels_offset: int = 0) -> None:
-    """A small MNIST in torchvision's raw layout: images encode their index, labels cycle."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        images = (np.arange(n * 28 * 28).reshape(n, 28, 28) * 7 + n) % 256
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", (np.arange(n) + labels_offset) % 10)
 
 
 def copies(root) -> list:

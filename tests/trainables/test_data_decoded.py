@@ -150,3 +150,16 @@ def test_a_source_file_that_vanishes_while_listed_is_left_to_the_reader(tmp_path
     gone = tmp_path / "gone"
     built = read_through("set", tmp_path, lambda: [gone], {}, partial(small_source, 7))
     assert int(built.test.inputs[0, 0, 0, 0]) == 7
+
+
+def test_a_set_is_keyed_by_its_own_files_only(tmp_path):
+    """SVHN lives in the data root itself: other sets' files there must not key its copy."""
+    for name in ("train_32x32.mat", "extra_32x32.mat", "test_32x32.mat", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    write_mnist(tmp_path)
+    decoded_dir(tmp_path).mkdir()
+    (decoded_dir(tmp_path) / "mnist-a-b.pt").write_bytes(b"x")
+    svhn = torchvision_sets.source_files(torchvision_sets._SVHN, tmp_path)
+    assert [p.name for p in svhn] == ["extra_32x32.mat", "test_32x32.mat", "train_32x32.mat"]
+    mnist = torchvision_sets.source_files(torchvision_sets.TORCHVISION_SETS["mnist"], tmp_path)
+    assert {p.parent.name for p in mnist} == {"raw"} and len(mnist) == 4

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._output import emit
+from ._output import emit, load_average
 from ._timing import Timing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +35,12 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = [f"data_batch_{k}" for k in range(1, 6)]
 
 _READ = """
-import json, os, sys, time
+import json, sys, time
+from benchmarks._probe.sitecustomize import memory_kib
 import trainables.train
 from trainables.data import load_dataset
 name, root, checksums = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-def rss():
-    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
-before, wall, cpu = rss(), time.perf_counter(), time.process_time()
+before, wall, cpu = memory_kib()["VmRSS"], time.perf_counter(), time.process_time()
 if checksums:
     from torchvision import datasets
     for attribute, value in checksums.items():
@@ -49,7 +48,7 @@ if checksums:
 data = load_dataset(name, root=root, val_fraction=0.1)
 import torch._dynamo
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-                  "rss_mib": (rss() - before) / 1024, "n": len(data.train)}))
+                  "rss_mib": (memory_kib()["VmRSS"] - before) / 1024, "n": len(data.train)}))
 """
 
 
@@ -114,12 +113,14 @@ def measure(name: str, root: Path, rounds: int, checksums: dict[str, object]):
 def rows(name: str, setup: str, timings: dict[bool, Timing], rss: dict[bool, float]) -> list[str]:
     copy, torchvision = timings[True], timings[False]
     lines = []
+    medians = {
+        "wall": (copy.median_s, torchvision.median_s),
+        "cpu": (copy.median_cpu_s, torchvision.median_cpu_s),
+    }
     for clock, label in (("wall", "wall"), ("cpu", "CPU")):
         ratio = copy.ratio_to(torchvision, clock)
         low, high = copy.ratio_interval(torchvision, clock)
-        seconds = (copy.median_s, torchvision.median_s)
-        if clock == "cpu":
-            seconds = (copy.median_cpu_s, torchvision.median_cpu_s)
+        seconds = medians[clock]
         lines.append(
             f"| {name}: read, copy / torchvision, {label} | {setup} | {ratio:.3f} "
             f"[{low:.3f}, {high:.3f}] | {seconds[0]:.2f} s vs {seconds[1]:.2f} s |"
@@ -137,10 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    load = os.getloadavg()
     lines = [
         f"Measured on {os.cpu_count()} cores, {args.rounds} paired rounds in fresh processes; "
-        f"load average at the start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}. A span is "
+        f"load average at the start {load_average()}. A span is "
         "`load_dataset` (val 0.1) plus `import torch._dynamo`, which the optimizer imports "
         "anyway; ratio: median of per-round ratios, 95% bootstrap interval.",
         "",

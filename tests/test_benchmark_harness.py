@@ -109,6 +109,15 @@ def test_packing_runs_its_processes_together_and_reports_a_rate():
     assert packing.throughput("cpu", 2, 1) > 0
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+@pytest.mark.parametrize("bench", [regularizers, loader, packing], ids=lambda m: m.__name__)
+def test_the_gpu_set_refuses_cuda_at_once_where_there_is_none(bench, capsys):
+    with pytest.raises(SystemExit) as refused:
+        bench.main(["--device", "cuda"])
+    assert refused.value.code == 2
+    assert "--device cuda: no CUDA device here" in capsys.readouterr().err
+
+
 def test_dataset_read_pairs_fresh_processes_with_and_without_the_copy(tmp_path):
     write_mnist(tmp_path)
     timings, rss = dataset_read.measure("mnist", tmp_path, rounds=2, checksums={})

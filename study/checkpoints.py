@@ -6,7 +6,9 @@ names a checkpoint Tune has already deleted, and restoring that trial then fails
 (``Could not recover from checkpoint as it does not exist on storage anymore``). The trial's
 newest checkpoint still on storage holds everything a restore needs (training is resumed from the
 snapshot's own epoch and RNG state, and MLflow skips epochs it has), so the state is rewritten to
-name it before ``Tuner.restore`` reads it.
+name it before ``Tuner.restore`` reads it. The trial is read as a stub (no trainable needed here)
+and written back with the flag it had: Tune keeps a stored ``stub`` on restore, and a stub trial
+that needs a new actor fails with ``Invalid trainable``.
 
 This reads Tune's experiment state the way ``Tuner.restore`` itself does (its cloudpickled
 parts included), so it trusts the storage path exactly as far as a restore already must.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from ray.train import Checkpoint
@@ -25,6 +28,7 @@ from ray.tune.utils.serialization import TuneFunctionEncoder, _loads_with_cloudp
 
 STATE_FILE = re.compile(r"experiment_state-.*\.json")
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")
+RESULT_FILE = "result.json"  # Tune's JSON logger, one reported result a line
 
 
 def newest_state_file(experiment_dir: Path) -> Path | None:
@@ -39,30 +43,57 @@ def existing_checkpoints(trial_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_DIR.fullmatch(p.name).group(1)))
 
 
+def reported_checkpoints(trial_dir: Path) -> dict[str, dict]:
+    """Checkpoint folder name -> the result reported with it, from the trial's ``result.json``
+    (what the driver wrote down; a torn last line, from a kill mid-write, is not a result)."""
+    reported = {}
+    results = trial_dir / RESULT_FILE
+    lines = results.read_text().splitlines() if results.exists() else []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("checkpoint_dir_name"):
+            reported[row["checkpoint_dir_name"]] = row
+    return reported
+
+
 def _repaired(trial_json: str, meta_json: str) -> tuple[str, str] | None:
-    """The trial's state naming its newest existing checkpoint, or ``None`` if it needs none."""
+    """The trial's state naming its newest checkpoint that exists *and* whose result was written
+    down, or ``None`` if it needs no repair. A newer checkpoint without a result (the driver was
+    killed between the worker saving it and the driver writing its result) is removed: resuming
+    from it would skip the epoch whose metrics nobody recorded; from the one before, the epoch is
+    trained again from the snapshot's RNG state, the same epoch. No such checkpoint: the trial
+    starts over (none of its epochs were written down after a checkpoint)."""
     meta = _TrainingRunMetadata.from_json_state(meta_json)
     manager = meta.checkpoint_manager
     latest = manager.latest_checkpoint_result
     if latest is None or Path(latest.checkpoint.path).exists():
         return None
     trial = Trial.from_json_state(trial_json, stub=True)
-    kept = [r for r in manager.best_checkpoint_results if Path(r.checkpoint.path).exists()]
-    on_disk = existing_checkpoints(Path(latest.checkpoint.path).parent)
-    if on_disk:
-        newest = on_disk[-1]
+    trial_dir = Path(latest.checkpoint.path).parent
+    reported = reported_checkpoints(trial_dir)
+    on_disk = existing_checkpoints(trial_dir)
+    usable = [p for p in on_disk if p.name in reported]
+    newest = usable[-1] if usable else None
+    for unrecorded in on_disk[on_disk.index(newest) + 1 if newest else 0 :]:
+        shutil.rmtree(unrecorded)
+    kept = []
+    if newest is not None:
+        checkpoint = Checkpoint(str(newest), filesystem=latest.checkpoint.filesystem)
+        kept = [
+            r
+            for r in manager.best_checkpoint_results
+            if Path(r.checkpoint.path).exists() and r.checkpoint.path != str(newest)
+        ]
+        kept.append(_TrainingResult(checkpoint=checkpoint, metrics=reported[newest.name]))
         index = int(CHECKPOINT_DIR.fullmatch(newest.name).group(1))
-        metrics = {**latest.metrics, "checkpoint_dir_name": newest.name}
-        metrics["training_iteration"] = index + 1
-        result = _TrainingResult(
-            checkpoint=Checkpoint(str(newest), filesystem=latest.checkpoint.filesystem),
-            metrics=metrics,
-        )
-        kept = [r for r in kept if r.checkpoint.path != str(newest)] + [result]
         trial.storage.current_checkpoint_index = max(trial.storage.current_checkpoint_index, index)
     manager._checkpoint_results = kept
     manager._latest_checkpoint_result = kept[-1] if kept else None
     trial.run_metadata = meta
+    trial.stub = json.loads(trial_json).get("stub", False)  # read as a stub, written as it was
     trial.invalidate_json_state()
     return trial.get_json_state()
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from ray.train import Checkpoint
 from ray.train._internal.session import _TrainingResult
 from ray.tune.experiment.trial import Trial, _TrainingRunMetadata
+from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.utils.serialization import TuneFunctionEncoder, _loads_with_cloudpickle
 
 STATE_FILE = re.compile(r"experiment_state-.*\.json")
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")
-RESULT_FILE = "result.json"  # Tune's JSON logger, one reported result a line
 
 
 def newest_state_file(experiment_dir: Path) -> Path | None:
@@ -43,20 +43,24 @@ def existing_checkpoints(trial_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_DIR.fullmatch(p.name).group(1)))
 
 
-def reported_checkpoints(trial_dir: Path) -> dict[str, dict]:
-    """Checkpoint folder name -> the result reported with it, from the trial's ``result.json``
-    (what the driver wrote down; a torn last line, from a kill mid-write, is not a result)."""
-    reported = {}
-    results = trial_dir / RESULT_FILE
-    lines = results.read_text().splitlines() if results.exists() else []
-    for line in lines:
+def result_rows(text: str) -> list[dict]:
+    """The reports in a trial's ``result.json`` (Tune's JSON logger, one a line), in order; a
+    line cut short by a kill mid-write is not a report."""
+    rows = []
+    for line in text.splitlines():
         try:
-            row = json.loads(line)
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if row.get("checkpoint_dir_name"):
-            reported[row["checkpoint_dir_name"]] = row
-    return reported
+    return rows
+
+
+def reported_checkpoints(trial_dir: Path) -> dict[str, dict]:
+    """Checkpoint folder name -> the result reported with it, from the trial's ``result.json``
+    (what the driver wrote down)."""
+    results = trial_dir / EXPR_RESULT_FILE
+    rows = result_rows(results.read_text()) if results.exists() else []
+    return {row["checkpoint_dir_name"]: row for row in rows if row.get("checkpoint_dir_name")}
 
 
 def _repaired(trial_json: str, meta_json: str) -> tuple[str, str] | None:

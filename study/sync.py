@@ -12,7 +12,6 @@ Run it when no driver runs the sweep: ``study resume`` runs it first itself.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from ray.tune.result import EXPR_RESULT_FILE
 
 from search_spaces import get_space
 
+from .checkpoints import result_rows
 from .runner import _expected_trials, read_record
 from .spec import Spec
 from .tracking.runs import FAILED, FINISHED, KILLED, SweepCounts, end_run, end_sweep_run
@@ -122,13 +122,7 @@ def _rows(trial) -> list[dict[str, Any]]:
             text = stream.readall().decode()
     except (FileNotFoundError, OSError):
         return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return result_rows(text)
 
 
 def _failure(trial, last: dict[str, Any]) -> str | None:

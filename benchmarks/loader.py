@@ -18,6 +18,7 @@ from torch import nn
 
 from trainables.data import DatasetSplits, DeviceLoader, Split, TorchLoader, load_dataset
 
+from ._device import refuse_missing_cuda
 from ._output import emit
 from ._timing import interleaved
 
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-model", action="store_true", help="time the loaders alone only")
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device here")
+    refuse_missing_cuda(parser, args.device)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     data, source = cifar_or_synthetic(args.data_dir)

@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 
+from ._device import refuse_missing_cuda
 from ._output import emit
 
 BATCH = 128
@@ -76,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: no CUDA device here")
+    refuse_missing_cuda(parser, args.device)
     rates: dict[int, list[float]] = {1: [], args.trials: []}
     for r in range(args.rounds):
         for count in [1, args.trials] if r % 2 == 0 else [args.trials, 1]:

@@ -53,6 +53,7 @@ from trainables.regularizers import (
 from trainables.regularizers._sampling import iter_positions
 from trainables.runtime import forward_and_loss
 
+from ._device import refuse_missing_cuda
 from ._memory import peak_tensor_bytes
 from ._output import emit
 from ._timing import Timing, interleaved
@@ -473,9 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
+    refuse_missing_cuda(parser, args.device)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device here")
     torch.set_num_threads(args.threads)
     clock = "cpu" if device.type == "cpu" else "wall"
     rows = drop_activation_rows(device, args.rounds, clock)

@@ -34,7 +34,10 @@ import argparse
 import math
 import os
 import platform
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -406,6 +409,7 @@ def paper_rows(
         rows.append(
             ratio_row("DA step / ReLU step", setup, t["drop_activation"], t["relu"], "wall")
         )
+        print(f"  {label}: DA / ReLU {rows[-1].value:.3f}", file=sys.stderr, flush=True)
         del steps
     steps = {}
     for norm in ("none", "vcl", "bn"):
@@ -478,16 +482,26 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     clock = "cpu" if device.type == "cpu" else "wall"
-    rows = drop_activation_rows(device, args.rounds, clock)
-    rows += main_job_rows(device, args.rounds, clock)
+    sections: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("Drop-Activation", lambda: drop_activation_rows(device, args.rounds, clock)),
+        ("main job", lambda: main_job_rows(device, args.rounds, clock)),
+    ]
     if device.type == "cpu":
-        rows += drop_activation_breakdown(args.rounds)
-    rows += vcl_rows(device, args.rounds, clock)
-    rows += lrd_rows(device, args.lrd_rounds, args.lrd_batch, clock)
+        sections.append(("where DA's time goes", lambda: drop_activation_breakdown(args.rounds)))
+    sections += [
+        ("VCL", lambda: vcl_rows(device, args.rounds, clock)),
+        ("LRD", lambda: lrd_rows(device, args.lrd_rounds, args.lrd_batch, clock)),
+    ]
     if device.type == "cuda":
-        rows += paper_rows(device, args.rounds)
-    table = render(rows, device, clock, args.rounds)
-    emit(table, args.out)
+        sections.append(("the papers' GPU rows", lambda: paper_rows(device, args.rounds)))
+    rows: list[Row] = []
+    for name, measure in sections:
+        start = time.perf_counter()
+        rows += measure()
+        print(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        if args.out:
+            Path(args.out).write_text(render(rows, device, clock, args.rounds) + "\n")
+    emit(render(rows, device, clock, args.rounds), args.out)
     return 0
 
 

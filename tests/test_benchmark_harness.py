@@ -109,6 +109,21 @@ def test_packing_runs_its_processes_together_and_reports_a_rate():
     assert packing.throughput("cpu", 2, 1) > 0
 
 
+@pytest.mark.slow
+def test_the_papers_gpu_rows_run_at_a_tiny_batch_on_the_cpu():
+    """The rows only ``--device cuda`` measures (ResNet-164, WRN-28-10, ELU-11, bf16 + compile),
+    run end to end here so a borrowed GPU's minutes are not spent finding a bug (~50 s)."""
+    rows = regularizers.paper_rows(torch.device("cpu"), rounds=3, batch=2, vcl_batch=4)
+    assert [(row.what, row.setup.split(",")[0]) for row in rows] == [
+        ("DA step / ReLU step", "ResNet-164"),
+        ("DA step / ReLU step", "WRN-28-10"),
+        ("VCL step / no-norm step", "ELU-11"),
+        ("BN step / no-norm step", "ELU-11"),
+        ("bf16+compile step / fp32 eager step", "WRN-28-10"),
+    ]
+    assert all(math.isfinite(row.value) and row.value > 0 for row in rows)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 @pytest.mark.parametrize("bench", [regularizers, loader, packing], ids=lambda m: m.__name__)
 def test_the_gpu_set_refuses_cuda_at_once_where_there_is_none(bench, capsys):

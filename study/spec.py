@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -391,12 +391,21 @@ def _yaml_problem(err: yaml.YAMLError, text: str, source: str, column_offset: in
     return " ".join(f"{source}: not valid YAML at {where}: {problem}".split())
 
 
+def _is_model(annotation: Any) -> bool:
+    """A pydantic model class; not ``dict[str, Model]`` (Python 3.10 calls such an alias a type)."""
+    return (
+        get_origin(annotation) is None
+        and isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+    )
+
+
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
     """The fields of the section ``loc`` leads to (``("budget",)`` -> Budget's), if a model."""
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if not _is_model(annotation):
             return None
         model = annotation
     return list(model.model_fields)

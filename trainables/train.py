@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy._core.multiarray import _reconstruct
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -391,8 +392,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 # Snapshots written before the RNG state held only tensors kept numpy's as an array: allowing
-# numpy's array reconstruction (data, not code) reads them, still with weights_only=True.
-_LEGACY_NUMPY = (np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType)
+# numpy's array reconstruction (data, not code) reads them, still with weights_only=True. Imported
+# by name, not as ``np._core.multiarray``: numpy 1.26 has ``numpy._core`` without that attribute.
+_LEGACY_NUMPY = (_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)))
 
 
 def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:

@@ -95,9 +95,10 @@ def _drop_engine(uri: str) -> None:
     see the file just removed)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)
-    if engine is not None:
-        engine.dispose()
+    for cache in ("_engine_map", "_db_uri_sql_alchemy_engine_map"):  # its name, newer and older
+        engine = getattr(SqlAlchemyStore, cache, {}).pop(uri, None)
+        if engine is not None:
+            engine.dispose()
 
 
 def unreachable(err: BaseException) -> str | None:

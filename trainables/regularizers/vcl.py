@@ -233,10 +233,11 @@ def vcl_penalty(model: nn.Module) -> Tensor:
         for m in model.modules()
         if isinstance(m, VarianceConstancy) and m.last_loss is not None
     ]
-    if not losses:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return torch.zeros((), device=device)
-    return torch.stack(losses).sum()
+    if losses:
+        return torch.stack(losses).sum()
+    for parameter in model.parameters():
+        return torch.zeros((), device=parameter.device)
+    return torch.zeros(())
 
 
 def clip_grad_norm_per_layer_(model: nn.Module, max_norm: float = 1.0) -> Tensor:

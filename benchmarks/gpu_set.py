@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ._device import refuse_missing_cuda
+from ._output import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_TESTS = (
     "tests/trainables/test_precision.py",
@@ -173,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per benchmark")
     parser.add_argument("--only", nargs="*", help="run only these stages, by name")
     args = parser.parse_args(argv)
-    from ._device import refuse_missing_cuda
-
     refuse_missing_cuda(parser, args.device)
     if args.budget_s <= 0:
         parser.error(f"--budget-s must be positive, got {args.budget_s}")
@@ -191,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = [stage for stage in plan if stage.name in args.only]
     with open(out / "gpu-set.log", "w") as log:
         outcomes = run_set(plan, args.budget_s, log)
-    table = summary(outcomes, args.device, args.budget_s)
-    (out / "gpu-set.md").write_text(table + "\n")
-    print(table)
+    emit(summary(outcomes, args.device, args.budget_s), str(out / "gpu-set.md"))
     return 0 if all(o.status == "passed" for o in outcomes) else 1
 
 

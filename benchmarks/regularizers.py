@@ -58,7 +58,6 @@ from trainables.runtime import forward_and_loss
 
 from ._device import refuse_missing_cuda
 from ._memory import peak_tensor_bytes
-from ._output import emit
 from ._timing import Timing, interleaved
 
 
@@ -499,9 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         rows += measure()
         print(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-        if args.out:
+        if args.out:  # the table so far: a run cut short keeps the sections it finished
             Path(args.out).write_text(render(rows, device, clock, args.rounds) + "\n")
-    emit(render(rows, device, clock, args.rounds), args.out)
+    print(render(rows, device, clock, args.rounds))
     return 0
 
 

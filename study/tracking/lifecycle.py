@@ -9,8 +9,9 @@ left RUNNING, and the command exits non-zero with one line.
 - Inside :func:`ending`, any exception ends the run (a sweep's or a recipe's) and its trial
   runs still RUNNING: KILLED for an interrupt, FAILED otherwise, with the reason in
   ``regstudy.failure``; then it is raised again.
-- The outermost driver turns an interrupt, a storage error (``OSError``, or ``EOFError``: what a
-  full disk leaves for Tune to read back) or a tracking error into one line on stderr and
+- The outermost driver turns an interrupt, a storage error (``OSError``, or ``EOFError`` and
+  ``pickle.UnpicklingError``: what a full disk leaves for Tune to read back, a file cut short) or
+  a tracking error into one line on stderr and
   :class:`DriverStopped` (a ``SystemExit``: 130 for SIGINT, 143 for SIGTERM, 1 otherwise).
   Anything else is raised as it is (the CLI names its own errors in one line).
 - A tracking error once a sweep's trials run (:func:`syncs_with`) names ``study sync NAME``:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -37,7 +39,8 @@ from .store import unreachable
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 _TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"  # Tune's own Ctrl-C handler: ours replaces it
-_KNOWN = (OSError, EOFError, MlflowException)
+_CUT_SHORT = (EOFError, pickle.UnpicklingError)  # Tune read back a file it could not write whole
+_KNOWN = (OSError, *_CUT_SHORT, MlflowException)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -184,7 +187,7 @@ def reason_of(err: BaseException) -> str:
         return f"MLflow unreachable: {unreachable(err)}"
     text = str(err).strip().splitlines()
     reason = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")[:500]
-    if isinstance(err, EOFError):  # Tune read back a file it could not write whole
+    if isinstance(err, _CUT_SHORT):
         reason += " (a truncated file: is the storage path's disk full?)"
     return reason
 

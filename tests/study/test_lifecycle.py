@@ -8,6 +8,7 @@ its process group) once a trial finished.
 
 import io
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -278,3 +279,22 @@ def test_ctrl_c_ends_a_reproduce_and_its_sweep_killed_and_reproduce_continues(tm
     assert (recipe.info.status, sweep.info.status) == ("FINISHED", "FINISHED")
     assert FAILURE_TAG not in recipe.data.tags and FAILURE_TAG not in sweep.data.tags
     assert len(trials) == 12 and all(t.info.status == "FINISHED" for t in trials)
+
+
+@pytest.mark.parametrize(
+    "cut_short",
+    [EOFError("Ran out of input"), pickle.UnpicklingError("pickle data was truncated")],
+    ids=["eof", "unpickling"],
+)
+def test_a_file_tune_left_cut_short_is_one_line_naming_the_full_disk(cut_short, capsys):
+    """On a full disk Tune writes a trial's error file only in part, then fails reading it back
+    (seen as ``UnpicklingError`` in ``ResultGrid``): one line, not a traceback."""
+    from study.tracking.lifecycle import DriverStopped, driver
+
+    with pytest.raises(DriverStopped) as stopped, driver("sweep full", "`study resume full`"):
+        raise cut_short
+    assert stopped.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: sweep full failed: {type(cut_short).__name__}: ")
+    assert "(a truncated file: is the storage path's disk full?)" in line
+    assert line.endswith("fix it, then `study resume full`")

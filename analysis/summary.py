@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -36,9 +37,10 @@ RULES = (
     '**inconclusive** otherwise (with the smallest effect the seeds resolve); a "no different" '
     "claim is **equivalent** only when its 90% interval lies inside the margin the recipe "
     "declares; below 3 paired seeds there is no verdict (**too few seeds**). Paper-scale "
-    "verdicts come first; **pilot** verdicts (quick scale: smaller models, data and budgets than "
-    "the paper's) are counted apart. A claim several recipes show is counted once, where it is "
-    "marked counted."
+    "verdicts come first; **pilot** verdicts (the quick scale, or a recipe's own scale between "
+    "it and the paper's: smaller models, data and budgets than the paper's) are counted apart. A "
+    "claim several recipes show is counted once, where it is marked counted; a recipe with "
+    "several pilot scales is counted at its largest."
 )
 ORDER = ("supported", "equivalent", "not supported", "inconclusive", "too few seeds")
 
@@ -52,7 +54,31 @@ def _counts(claims: pd.DataFrame) -> str:
     return f"{len(counted)} claims: {shown or 'none'}{more}"
 
 
-def summary_markdown(claims: pd.DataFrame, papers: dict[str, str]) -> str:
+def _count_at_largest_pilot(
+    claims: pd.DataFrame, scales_of: Mapping[str, Sequence[str]]
+) -> pd.Series:
+    """``counted_in`` with each recipe's smaller pilot scales pointing at its largest one present
+    (``scales_of``: each recipe's scales, smallest first; an unknown scale ranks above quick)."""
+    counted_in = claims["counted_in"].copy()
+    for recipe, rows in claims[claims["pilot"]].groupby("recipe"):
+        order = list(scales_of.get(recipe, ()))
+
+        def rank(scale: str, order: list[str] = order) -> int:
+            if scale in order:
+                return order.index(scale)
+            return -1 if scale == "quick" else len(order)
+
+        largest = max(rows["scale"].unique(), key=rank)
+        smaller = rows.index[(rows["scale"] != largest) & (rows["counted_in"] == "")]
+        counted_in[smaller] = f"{recipe}/{largest}"
+    return counted_in
+
+
+def summary_markdown(
+    claims: pd.DataFrame,
+    papers: dict[str, str],
+    scales_of: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """The summary: paper-scale verdicts first, then pilot ones, a table per paper each."""
     lines = ["# What reproduces: every paper claim, measured", "", RULES, ""]
     if claims.empty:
@@ -61,6 +87,7 @@ def summary_markdown(claims: pd.DataFrame, papers: dict[str, str]) -> str:
         counted_in=claims.get("counted_in", pd.Series("", index=claims.index)).fillna(""),
         pilot=claims["scale"] != "paper",
     )
+    claims["counted_in"] = _count_at_largest_pilot(claims, scales_of or {})
     for pilot, title in ((False, "Paper-scale verdicts"), (True, "Pilot verdicts")):
         part = claims[claims["pilot"] == pilot]
         if part.empty:
@@ -91,12 +118,17 @@ def summary_markdown(claims: pd.DataFrame, papers: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(reports: Path, paper_of: dict[str, str]) -> Path:
-    """Write ``reports/SUMMARY.md``; ``paper_of`` maps recipe name to its paper key."""
+def write_summary(
+    reports: Path,
+    paper_of: dict[str, str],
+    scales_of: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Write ``reports/SUMMARY.md``; ``paper_of`` maps recipe name to its paper key,
+    ``scales_of`` to its scales, smallest first."""
     claims = collect(reports)
     if not claims.empty:
         claims = claims.rename(columns={"paper": "paper_value"})
         claims["paper"] = claims["recipe"].map(paper_of).fillna("none")
     target = reports / "SUMMARY.md"
-    target.write_text(summary_markdown(claims, PAPERS))
+    target.write_text(summary_markdown(claims, PAPERS, scales_of))
     return target

@@ -355,8 +355,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
             f"--reports {args.reports}: no such folder; `study reproduce` and `study report` "
             "write reports/RECIPE/SCALE there"
         )
-    papers = {name: load_recipe(name).paper for name in list_recipes()}
-    print(write_summary(Path(args.reports), papers))
+    recipes = {name: load_recipe(name) for name in list_recipes()}
+    papers = {name: recipe.paper for name, recipe in recipes.items()}
+    scales = {name: list(recipe.scales) for name, recipe in recipes.items()}
+    print(write_summary(Path(args.reports), papers, scales))
     return 0
 
 

@@ -40,3 +40,30 @@ def test_a_claim_shown_by_several_recipes_is_counted_once(tmp_path):
 
 def test_summary_without_reports(tmp_path):
     assert "_no reports yet_" in write_summary(tmp_path, {}).read_text()
+
+
+def test_a_recipe_with_several_pilot_scales_is_counted_at_its_largest(tmp_path):
+    write_claims(tmp_path, "vcl_uci", "quick", ["pilot inconclusive", "pilot supported"])
+    write_claims(tmp_path, "vcl_uci", "large", ["pilot supported", "pilot supported"])
+    write_claims(tmp_path, "vcl_uci", "paper", ["supported"])
+    scales = {"vcl_uci": ["quick", "large", "paper"]}
+    text = write_summary(tmp_path, {"vcl_uci": "vcl"}, scales).read_text()
+    assert "## Pilot verdicts: 2 claims: 2 supported (and 2 shown again" in text
+    assert "**pilot inconclusive** (counted in vcl_uci/large)" in text
+    assert "## Paper-scale verdicts: 1 claims: 1 supported" in text
+
+
+def test_without_scale_order_a_named_pilot_scale_outranks_quick(tmp_path):
+    write_claims(tmp_path, "vcl_uci", "large", ["pilot not supported"])
+    write_claims(tmp_path, "vcl_uci", "quick", ["pilot supported"])
+    text = write_summary(tmp_path, {"vcl_uci": "vcl"}).read_text()
+    assert "1 claims: 1 not supported (and 1 shown again" in text
+    assert "**pilot supported** (counted in vcl_uci/large)" in text
+
+
+def test_a_claim_another_recipe_counts_keeps_that_recipe_over_the_larger_scale(tmp_path):
+    write_claims(tmp_path, "da_table2", "quick", ["pilot supported"], counted_in="da_table1")
+    write_claims(tmp_path, "da_table2", "large", ["pilot supported"])
+    text = write_summary(tmp_path, {"da_table2": "da"}).read_text()
+    assert "**pilot supported** (counted in da_table1)" in text
+    assert "**pilot supported** (counted in da_table2/large)" not in text

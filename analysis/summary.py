@@ -54,23 +54,28 @@ def _counts(claims: pd.DataFrame) -> str:
     return f"{len(counted)} claims: {shown or 'none'}{more}"
 
 
+def _scale_rank(scale: str, order: list[str]) -> int:
+    """A scale's place in its recipe's ``order`` (smallest first); quick lowest if unlisted."""
+    if scale in order:
+        return order.index(scale)
+    return -1 if scale == "quick" else len(order)
+
+
 def _count_at_largest_pilot(
     claims: pd.DataFrame, scales_of: Mapping[str, Sequence[str]]
 ) -> pd.Series:
-    """``counted_in`` with each recipe's smaller pilot scales pointing at its largest one present
-    (``scales_of``: each recipe's scales, smallest first; an unknown scale ranks above quick)."""
+    """``counted_in`` with a claim a recipe shows at several pilot scales pointing at the largest
+    one that measured it (``n`` > 0: a run still under way may not have yet); ``scales_of``: each
+    recipe's scales, smallest first, where an unknown scale ranks above quick."""
     counted_in = claims["counted_in"].copy()
-    for recipe, rows in claims[claims["pilot"]].groupby("recipe"):
+    pilot = claims[claims["pilot"]]
+    measured = pilot["n"].fillna(1) > 0 if "n" in pilot else pd.Series(True, index=pilot.index)
+    for (recipe, _), rows in pilot.groupby(["recipe", "claim"]):
         order = list(scales_of.get(recipe, ()))
-
-        def rank(scale: str, order: list[str] = order) -> int:
-            if scale in order:
-                return order.index(scale)
-            return -1 if scale == "quick" else len(order)
-
-        largest = max(rows["scale"].unique(), key=rank)
-        smaller = rows.index[(rows["scale"] != largest) & (rows["counted_in"] == "")]
-        counted_in[smaller] = f"{recipe}/{largest}"
+        ranks = {i: (bool(measured[i]), _scale_rank(s, order)) for i, s in rows["scale"].items()}
+        kept = max(ranks, key=ranks.__getitem__)
+        others = rows.index[(rows.index != kept) & (rows["counted_in"] == "")]
+        counted_in[others] = f"{recipe}/{rows.at[kept, 'scale']}"
     return counted_in
 
 

@@ -67,3 +67,14 @@ def test_a_claim_another_recipe_counts_keeps_that_recipe_over_the_larger_scale(t
     text = write_summary(tmp_path, {"da_table2": "da"}).read_text()
     assert "**pilot supported** (counted in da_table1)" in text
     assert "**pilot supported** (counted in da_table2/large)" not in text
+
+
+def test_a_claim_the_larger_scale_has_not_measured_yet_is_counted_at_the_smaller(tmp_path):
+    write_claims(tmp_path, "vcl_uci", "quick", ["pilot supported", "pilot inconclusive"])
+    write_claims(tmp_path, "vcl_uci", "large", ["pilot not supported"])  # claim 1 not run yet
+    scales = {"vcl_uci": ["quick", "large", "paper"]}
+    large = tmp_path / "vcl_uci" / "large" / "claims.json"
+    large.write_text(large.read_text().replace('"counted_in": ""', '"counted_in": "", "n": 0'))
+    text = write_summary(tmp_path, {"vcl_uci": "vcl"}, scales).read_text()
+    assert "**pilot not supported** (counted in vcl_uci/quick)" in text
+    assert "2 claims: 1 supported, 1 inconclusive (and 1 shown again" in text
